@@ -19,7 +19,7 @@ static int core_exec(PyObject *module)
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         if (PyModule_AddFunctions(module, tables[i]) < 0)
             return -1;
-    return 0;
+    return ab_gpu_add_types(module);
 }
 
 static PyModuleDef_Slot core_slots[] = {

@@ -18,6 +18,8 @@ extern PyMethodDef ab_stats_methods[];
 extern PyMethodDef ab_gate_methods[];
 extern PyMethodDef ab_reference_methods[];
 extern PyMethodDef ab_gpu_methods[];
+/* Adds the GPU types (Launch) to the module (bind_gpu.c). */
+int ab_gpu_add_types(PyObject *module);
 
 /* A new reference to a 1-D, C-contiguous float64 copy-or-view of `obj`,
  * with at least `min_n` elements, all finite.  TypeError for non-numeric
