@@ -1,5 +1,7 @@
 /* timing.c: the timing loop (see timing.h for its steps). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,23 +47,14 @@ static double now_seconds(void)
 
 double ab_median_noise(const double *x, int n)
 {
-    if (n < 2)
+    ab_summary s;
+    if (n < 2 || ab_summarize(x, (size_t)n, NULL, 0, NULL, &s) != AB_STATS_OK || !(s.median > 0))
         return INFINITY;
-    double *tmp = malloc((size_t)n * sizeof *tmp);
-    if (tmp == NULL)
-        return INFINITY;
-    double med = ab_median(x, (size_t)n, tmp);
-    for (int i = 0; i < n; i++)
-        tmp[i] = fabs(x[i] - med);
-    double mad = ab_median(tmp, (size_t)n, tmp);
-    free(tmp);
-    if (!(med > 0))
-        return INFINITY;
-    return 1.2533 * 1.4826 * mad / sqrt((double)n) / med;
+    return 1.2533 * 1.4826 * s.mad / sqrt((double)n) / s.median;
 }
 
 /* Resources of one timing call, made and released together. */
-typedef struct timer {
+typedef struct sampler {
     cudaEvent_t *start, *stop;
     int n_events;
     void *flush;              /* twice the L2, so a memset evicts everything timed work left there */
@@ -70,9 +63,9 @@ typedef struct timer {
     int *flag_dev;
     ab_clock_probe *probe, *probe_dev;
     int clock_khz;            /* the device's default SM clock, for the throttle flag */
-} timer;
+} sampler;
 
-static void timer_destroy(timer *t)
+static void timer_close(sampler *t)
 {
     for (int i = 0; i < t->n_events; i++) {
         if (t->start && t->start[i])
@@ -91,7 +84,7 @@ static void timer_destroy(timer *t)
     memset(t, 0, sizeof *t);
 }
 
-static int timer_create(timer *t, int n, const ab_timing_options *opt, ab_error *err)
+static int timer_open(sampler *t, int n, const ab_timing_options *opt, ab_error *err)
 {
     memset(t, 0, sizeof *t);
     t->start = calloc((size_t)n, sizeof *t->start);
@@ -173,7 +166,7 @@ static int warm_up(const ab_timed *c, int n, cudaStream_t stream, const ab_timin
 
 /* Step 2: one round, one sample of every candidate, queued (when blocking)
  * behind the spin kernel, starting at a rotating position. */
-static int take_round(const ab_timed *c, int n, cudaStream_t stream, const ab_timing_options *opt, timer *t,
+static int take_round(const ab_timed *c, int n, cudaStream_t stream, const ab_timing_options *opt, sampler *t,
                       ab_timing_run *run, ab_error *err)
 {
     int r = run->n_samples;
@@ -263,8 +256,8 @@ int ab_time_candidates(const ab_timed *cands, int n, cudaStream_t stream, const 
     run->noise = calloc((size_t)n, sizeof *run->noise);
     if (run->noise == NULL)
         return ab_set_error(err, "out of host memory");
-    timer t;
-    int rc = timer_create(&t, n, opt, err);
+    sampler t;
+    int rc = timer_open(&t, n, opt, err);
     if (rc == 0)
         rc = warm_up(cands, n, stream, opt, err);
     double t0 = now_seconds();
@@ -275,6 +268,6 @@ int ab_time_candidates(const ab_timed *cands, int n, cudaStream_t stream, const 
             break;
     }
     run->wall_seconds = now_seconds() - t0;
-    timer_destroy(&t);
+    timer_close(&t);
     return rc;
 }

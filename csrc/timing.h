@@ -11,6 +11,10 @@
 
 #include "attn.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum ab_mode {
     AB_MODE_COLD = 0,   /* L2 flushed before each sample, one call per sample */
     AB_MODE_HOT = 1,    /* calls_per_sample calls back to back, time / calls */
@@ -72,4 +76,7 @@ int ab_launch_blocking_kernel(const volatile int *flag, ab_clock_probe *probe, l
                               long long min_spin_ns, cudaStream_t stream, ab_error *err);
 int ab_launch_fill(void *buf, size_t bytes, unsigned value, cudaStream_t stream, ab_error *err);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

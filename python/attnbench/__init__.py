@@ -11,6 +11,9 @@ _core = _load_core()
 from .stats import bootstrap_ci, ratio_ci, summarize  # noqa: E402
 from .gate import check_close, regression_gate, speedup_gate, verdict  # noqa: E402
 from .reference import reference_attention  # noqa: E402
+from .api import attention, device_count, device_info, kernels  # noqa: E402
+from .harness import run  # noqa: E402
+from .result import Result  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -18,4 +21,6 @@ __all__ = [
     "summarize", "bootstrap_ci", "ratio_ci",
     "check_close", "speedup_gate", "regression_gate", "verdict",
     "reference_attention",
+    "attention", "kernels", "device_count", "device_info",
+    "run", "Result",
 ]

@@ -168,6 +168,10 @@ def attention(q, k, v, causal=False, scale=None, impl="auto", out=None, config=N
         raise TypeError(f"config must be a str or None, got {type(config).__name__}")
     if any(isinstance(x, np.ndarray) for x in (q, k, v)):
         return _attention_numpy(q, k, v, causal, scale, impl, out, config, return_lse)
+    for name, x in (("q", q), ("k", k), ("v", v), ("out", out)):
+        if x is not None and not (hasattr(x, "__dlpack__") or hasattr(x, "__cuda_array_interface__")):
+            raise TypeError(f"{name} must be a device tensor with __dlpack__ or __cuda_array_interface__ "
+                            f"(torch, CuPy, JAX) or a NumPy array, got {type(x).__name__}")
     require_gpu(_device_of(q))
     shape = tuple(q.shape)
     if len(shape) != 4:

@@ -1,0 +1,125 @@
+"""Parity of the kernels against SDPA's `math` backend in fp32 (the truth), on the GPU."""
+import itertools
+
+import numpy as np
+import pytest
+
+import attnbench
+
+pytestmark = pytest.mark.gpu
+
+# Output rounding bounds the error of a correct kernel: half a unit in the last
+# place of the output dtype (relative), plus fp32-accumulation noise (absolute).
+RTOL = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7, "float32": 1e-5}
+ATOL = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7, "float32": 1e-5}
+
+SEQ = (1, 17, 128, 513, 2048)
+GRID = list(itertools.product(("float16", "bfloat16"), (64, 128), (False, True), SEQ))
+# Sq != Sk both ways and grouped-query attention, with tails.
+EXTRA = [  # (dtype, D, causal, Sq, Sk, Hq, Hkv)
+    ("float16", 64, True, 100, 300, 4, 4), ("bfloat16", 64, True, 300, 100, 4, 4),
+    ("bfloat16", 128, False, 77, 513, 4, 4), ("float16", 128, True, 513, 77, 4, 4),
+    ("float16", 64, False, 129, 129, 8, 2), ("bfloat16", 128, True, 257, 257, 8, 1),
+    ("bfloat16", 64, True, 64, 1000, 6, 3), ("float16", 128, False, 1, 4097, 4, 2),
+]
+
+
+def _inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed):
+    torch = pytest.importorskip("torch")
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    dt = getattr(torch, dtype)
+    mk = lambda h, s: torch.randn(B, h, s, D, generator=g, device="cuda").to(dt)  # noqa: E731
+    return mk(Hq, Sq), mk(Hkv, Sk), mk(Hkv, Sk)
+
+
+def _truth(q, k, v, causal, scale=None):
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel([SDPBackend.MATH]):
+        return torch.nn.functional.scaled_dot_product_attention(
+            q.float(), k.float(), v.float(), is_causal=causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+
+
+def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0):
+    import torch
+    q, k, v = _inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed)
+    out = torch.full((B, Hq, Sq, D), float("nan"), device="cuda", dtype=q.dtype)
+    o, lse = attnbench.attention(q, k, v, causal=causal, scale=scale, impl=impl, out=out, return_lse=True)
+    truth = _truth(q, k, v, causal, scale)
+    r = attnbench.check_close(o.float().cpu().numpy(), truth.cpu().numpy(), atol=ATOL[dtype], rtol=RTOL[dtype])
+    assert r["passed"], (impl, dtype, D, causal, Sq, Sk, Hq, Hkv, r)
+    # logsumexp against fp64 scores
+    s = (q.double() @ k.double().repeat_interleave(Hq // Hkv, 1).transpose(-1, -2))
+    s = s * (scale if scale is not None else D ** -0.5)
+    if causal:
+        mask = torch.ones(Sq, Sk, device="cuda", dtype=torch.bool).tril()
+        s = s.masked_fill(~mask, float("-inf"))
+    ref_lse = torch.logsumexp(s, -1)
+    assert torch.allclose(lse.double(), ref_lse, atol=1e-3, rtol=1e-4), (lse - ref_lse).abs().max()
+
+
+@pytest.mark.parametrize("dtype,D,causal,S", GRID)
+def test_naive_matches_math_fp32(dtype, D, causal, S):
+    _check("naive", dtype, D, causal, S, S, 4, 4)
+
+
+@pytest.mark.parametrize("dtype,D,causal,Sq,Sk,Hq,Hkv", EXTRA)
+def test_naive_seq_and_gqa(dtype, D, causal, Sq, Sk, Hq, Hkv):
+    _check("naive", dtype, D, causal, Sq, Sk, Hq, Hkv)
+
+
+def test_naive_custom_scale_and_fp32():
+    _check("naive", "float32", 96, True, 200, 300, 4, 2, scale=0.3)
+    _check("naive", "float16", 64, False, 65, 65, 2, 2, scale=-0.5)
+
+
+def test_naive_strided_inputs():
+    torch = pytest.importorskip("torch")
+    # [B, S, H, D] storage viewed as [B, H, S, D]: non-contiguous heads and sequence
+    base = torch.randn(2, 130, 4, 64, device="cuda", dtype=torch.float16)
+    q = base.transpose(1, 2)
+    o = attnbench.attention(q, q, q, causal=True, impl="naive")
+    truth = _truth(q, q, q, True)
+    r = attnbench.check_close(o.float().cpu().numpy(), truth.cpu().numpy(), atol=ATOL["float16"], rtol=RTOL["float16"])
+    assert r["passed"], r
+
+
+def test_unsupported_case_lists_support():
+    torch = pytest.importorskip("torch")
+    q = torch.randn(1, 1, 8, 300, device="cuda", dtype=torch.float16)
+    with pytest.raises(ValueError, match="head dim D=300.*1..256"):
+        attnbench.attention(q, q, q, impl="naive")
+
+
+def test_bad_tensors_name_the_argument():
+    torch = pytest.importorskip("torch")
+    q = torch.randn(1, 2, 8, 64, device="cuda", dtype=torch.float16)
+    with pytest.raises(ValueError, match="k has head dim"):
+        attnbench.attention(q, q[..., :32], q, impl="naive")
+    with pytest.raises(ValueError, match="q has 2 heads, not a multiple"):
+        attnbench.attention(q, torch.randn(1, 3, 8, 64, device="cuda", dtype=torch.float16),
+                            torch.randn(1, 3, 8, 64, device="cuda", dtype=torch.float16), impl="naive")
+    with pytest.raises(ValueError, match="unit stride"):
+        attnbench.attention(q.transpose(2, 3)[..., :8, :8].contiguous().transpose(2, 3), q, q, impl="naive")
+    with pytest.raises(ValueError, match="share one dtype"):
+        attnbench.attention(q, q.bfloat16(), q, impl="naive")
+    with pytest.raises(ValueError, match="out overlaps q"):
+        attnbench.attention(q, q, q, out=q, impl="naive")
+    with pytest.raises(TypeError, match="DLPack"):
+        attnbench.attention(q, [1, 2], q, impl="naive")
+    with pytest.raises(ValueError, match="not a registered kernel"):
+        attnbench.attention(q, q, q, impl="nope")
+    before = q.clone()
+    attnbench.attention(q, q, q, impl="naive")
+    assert torch.equal(before, q)
+
+
+def test_numpy_inputs_are_copied():
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, 2, 33, 64)).astype(np.float16)
+    q0 = q.copy()
+    o = attnbench.attention(q, q, q, causal=True, impl="naive")
+    assert isinstance(o, np.ndarray) and o.dtype == np.float16
+    ref = attnbench.reference_attention(q, q, q, causal=True)
+    assert np.abs(o - ref).max() < 4e-3
+    assert np.array_equal(q, q0)
