@@ -102,7 +102,8 @@ class CudaBuildExt(build_ext):
         digest = hashlib.sha256()
         for h in headers:
             digest.update(h.read_bytes())
-        cache = Path(self.build_temp).resolve() / "nvcc"
+        # Objects depend on nvcc and the flags, not on Python: one cache for every interpreter.
+        cache = ROOT / "build" / "nvcc"
         cache.mkdir(parents=True, exist_ok=True)
         nvcc = str(home / "bin" / "nvcc")
 
