@@ -300,28 +300,28 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) attn_fwd_mma(const 
     const int g = lane >> 2, t = lane & 3;
 
     for (int j = 0; j < n_tiles; ++j) {
-        // Slot (j + STAGES - 1) % STAGES held block j - 1, consumed last iteration.
+        const int slot = j % STAGES;
+        const uint32_t sK_s = sK_u + slot * KV_STAGE_BYTES, sV_s = sV_u + slot * KV_STAGE_BYTES;
+        // K_j landed (V_j and the STAGES-2 blocks after it may still be in flight).
+        cp_async_wait<2 * (STAGES - 2) + 1>();
+        // One barrier: K_j is visible to all warps, and all warps are done with
+        // block j - 1, whose slot the next copy reuses.
         __syncthreads();
         {
             const int jn = j + STAGES - 1;
-            const int slot = jn % STAGES;
+            const int nslot = jn % STAGES;
             if (jn < n_tiles) {
-                load_rows<T, BN, C>(sK_u + slot * KV_STAGE_BYTES, kg + (int64_t)jn * BN * p.ks[2],
+                load_rows<T, BN, C>(sK_u + nslot * KV_STAGE_BYTES, kg + (int64_t)jn * BN * p.ks[2],
                                     p.ks[2], p.Sk - jn * BN, tid);
                 cp_async_commit();
-                load_rows<T, BN, C>(sV_u + slot * KV_STAGE_BYTES, vg + (int64_t)jn * BN * p.vs[2],
+                load_rows<T, BN, C>(sV_u + nslot * KV_STAGE_BYTES, vg + (int64_t)jn * BN * p.vs[2],
                                     p.vs[2], p.Sk - jn * BN, tid);
                 cp_async_commit();
             } else {
-                cp_async_commit();
+                cp_async_commit();  // empty groups keep the wait counts uniform
                 cp_async_commit();
             }
         }
-        const int slot = j % STAGES;
-        const uint32_t sK_s = sK_u + slot * KV_STAGE_BYTES, sV_s = sV_u + slot * KV_STAGE_BYTES;
-
-        cp_async_wait<2 * (STAGES - 1) + 1>();  // K_j landed (V_j may still be in flight)
-        __syncthreads();
 
         // ---- S = Q K^T ----
         float s[MT][NT][4];
@@ -359,20 +359,28 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) attn_fwd_mma(const 
 
         // ---- mask (only blocks crossing the Sk tail or the diagonal) ----
         if (j >= first_masked) {
+            // Element (mt, nt, e) holds key key0 + nt*8 + (e&1) for row
+            // row0 + mt*16 + (e>>1)*8: compare compile-time offsets against two
+            // per-thread limits (keeps the register peak down).
+            const int key0 = j * BN + 2 * t;
+            const int sk_lim = p.Sk - key0;  // key offsets >= this are past Sk
+            const int diag_lim = p.causal ? (m0 + wrow + g) - key0 : 0x3fffffff;
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
-                        const int key = j * BN + nt * 8 + 2 * t + (e & 1);
-                        const int row = m0 + wrow + mt * 16 + g + (e >> 1) * 8;
-                        if (key >= p.Sk || (p.causal && key > row)) s[mt][nt][e] = -INFINITY;
+                        const int koff = nt * 8 + (e & 1);
+                        if (koff >= sk_lim || koff - mt * 16 - (e >> 1) * 8 > diag_lim)
+                            s[mt][nt][e] = -INFINITY;
                     }
         }
 
         // ---- online softmax ----
         uint32_t pf[MT][NT][2];  // P packed to T pairs: the A operand of P V
+        float alpha[2 * MT];     // rescale of each row's O and l
+        bool rescale = false;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -387,7 +395,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) attn_fwd_mma(const 
                 // A row masked so far has max -inf: subtract 0 instead so that
                 // exp2 gives 0 rather than NaN.
                 const float ms = (mx == -INFINITY) ? 0.f : mx * sl2;
-                const float alpha = fast_exp2(m_run[r] * sl2 - ms);
+                alpha[r] = fast_exp2(m_run[r] * sl2 - ms);  // exactly 1 when the max holds
+                rescale |= alpha[r] != 1.f;
                 m_run[r] = mx;
                 float sum = 0.f;
 #pragma unroll
@@ -397,13 +406,19 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) attn_fwd_mma(const 
                     sum += p0 + p1;
                     pf[mt][nt][hf] = mma_op<T>::pack(p0, p1);
                 }
-                l_run[r] = l_run[r] * alpha + sum;  // quad-partial; reduced at the end
-#pragma unroll
-                for (int dt = 0; dt < DT; ++dt) {
-                    o[mt][dt][2 * hf] *= alpha;
-                    o[mt][dt][2 * hf + 1] *= alpha;
-                }
+                l_run[r] = l_run[r] * alpha[r] + sum;  // quad-partial; reduced at the end
             }
+        // Once the running maxima settle, most blocks leave every row's max
+        // unchanged: skip the MT*D/2 multiplies of rescaling O then (a
+        // warp-uniform branch, so no divergence).
+        if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) o[mt][dt][e] *= alpha[2 * mt + (e >> 1)];
+        }
 
         cp_async_wait<2 * (STAGES - 1)>();  // V_j landed
         __syncthreads();
@@ -474,19 +489,19 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS) attn_fwd_mma(const 
 
 // X(BLOCK_M, BLOCK_N, WARPS, STAGES, MIN_BLOCKS_PER_SM), with the reason:
 #define AB_MMA_CONFIGS(X)                                                                         \
-    /* 8 warps x 1 m16 tile, Q in registers; ~2x the registers of one m16 tile of O/S/Q */        \
-    X(128, 64, 8, 2, 1)                                                                           \
-    /* FA2's D=128 shape: 2 m16 tiles per warp reuse each K/V fragment twice, BN=32 keeps */     \
-    /* O (128 regs at D=128) + S under the 255-register cap */                                   \
+    /* FlashAttention-2's shape: 2 m16 tiles per warp use each K/V fragment twice (half the */   \
+    /* ldmatrix traffic per mma of 1 tile); Q in registers at D=64, re-read at D=128 */          \
+    X(128, 64, 4, 2, 2)                                                                           \
+    /* half the S registers of 128x64_w4, so Q stays in registers at D=64 with room to spare */  \
     X(128, 32, 4, 2, 2)                                                                           \
-    /* small blocks: twice the blocks for short sequences and few heads */                        \
+    /* small square blocks: more blocks for short or causal sequences */                          \
     X(64, 64, 4, 2, 2)                                                                            \
-    /* as 128x64_w8_s2 with a 3-deep K/V ring to hide more load latency */                        \
-    X(128, 64, 8, 3, 1)                                                                           \
-    /* wide key blocks: fewer barriers and rescales per key */                                    \
+    /* 8 warps x 1 m16 tile under 128 registers: 2 blocks = 16 warps per SM to hide latency */   \
+    X(128, 64, 8, 2, 2)                                                                           \
+    /* wide key blocks: half the barriers and softmax reductions per key; 1 block/SM (smem) */  \
     X(128, 128, 8, 2, 1)                                                                          \
-    /* 4 warps x 1 m16 tile with wide key blocks: 2 blocks/SM share the SM's issue slots */       \
-    X(64, 128, 4, 2, 2)
+    /* 3-deep K/V ring for more loads in flight; 1 block/SM (smem) */                             \
+    X(128, 64, 8, 3, 1)
 
 #define AB_MMA_NAME(BM, BN, W, S, MB) #BM "x" #BN "_w" #W "_s" #S,
 static const char *const mma_config_names[] = {"auto", AB_MMA_CONFIGS(AB_MMA_NAME)};
