@@ -508,8 +508,24 @@ static const char *const mma_config_names[] = {"auto", AB_MMA_CONFIGS(AB_MMA_NAM
 #undef AB_MMA_NAME
 static constexpr int n_mma_configs = sizeof(mma_config_names) / sizeof(mma_config_names[0]);
 
-// "auto": the config used per head dim (indices into mma_config_names).
-static int mma_auto_config(int D) { return D == 64 ? 1 : 1; }
+// Indices into mma_config_names used by "auto".
+enum { MMA_CFG_128x64_W4 = 1, MMA_CFG_64x64_W4 = 3 };
+// 128x64_w4 runs 2 blocks per SM: below this many blocks per SM of it the
+// grid leaves SMs idle, and 64-row blocks (twice as many) fill them better.
+static const int MMA_SMALL_GRID_BLOCKS_PER_SM = 2;
+
+// "auto": 128x64_w4_s2 was fastest on an H200 for D=64 and D=128, causal or
+// not, at every long shape measured (S >= 1024); grids too small to fill the
+// GPU with it take 64x64_w4_s2 instead.
+static int mma_auto_config(const ab_attn_args *a, int *config, ab_error *err)
+{
+    int dev = 0, sms = 0;
+    AB_CUDA_CHECK(err, cudaGetDevice(&dev));
+    AB_CUDA_CHECK(err, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    const long long blocks = (long long)ceil_div(a->Sq, 128) * a->B * a->Hq;
+    *config = blocks < (long long)MMA_SMALL_GRID_BLOCKS_PER_SM * sms ? MMA_CFG_64x64_W4 : MMA_CFG_128x64_W4;
+    return 0;
+}
 
 template <typename T, typename C>
 static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
@@ -604,7 +620,8 @@ static int mma_launch(const ab_attn_args *a, int config, cudaStream_t stream, ab
     if (config < 0 || config >= n_mma_configs)
         return ab_set_error(err, "mma: config %d out of range [0, %d)", config, n_mma_configs);
     if (mma_supports(a, 80, err) != 0) return -1;
-    const int idx = config == 0 ? mma_auto_config(a->D) : config;
+    int idx = config;
+    if (config == 0 && mma_auto_config(a, &idx, err) != 0) return -1;
     return mma_launchers[idx - 1](a, stream, err);
 }
 
