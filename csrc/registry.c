@@ -5,10 +5,11 @@
 
 #include "registry.h"
 
-extern const ab_kernel ab_kernel_naive;
+extern const ab_kernel ab_kernel_naive, ab_kernel_mma;
 
 static const ab_kernel *const kernels[] = {
     &ab_kernel_naive,
+    &ab_kernel_mma,
 };
 
 int ab_registry_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }
