@@ -108,7 +108,9 @@ class CudaBuildExt(build_ext):
         nvcc = str(home / "bin" / "nvcc")
 
         def compile_one(src):
-            key = hashlib.sha256(digest.digest() + src.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
+            # The key leaves out the checkout's path, so a cache built in one checkout serves another.
+            flag_text = " ".join(flags).replace(str(ROOT), "<root>")
+            key = hashlib.sha256(digest.digest() + src.read_bytes() + flag_text.encode()).hexdigest()[:16]
             obj = cache / f"{src.stem}-{key}.o"
             if obj.exists():
                 return obj, f"nvcc: {src.name} up to date ({obj.name})", ""
