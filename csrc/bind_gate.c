@@ -123,7 +123,7 @@ static PyObject *worst_index_tuple(const ab_close_result *res, int ndim, const n
 
 PyDoc_STRVAR(check_close_doc,
 "check_close(out, ref, atol, rtol)\n--\n\n"
-"Compare out with ref elementwise (see attnbench.check_close).");
+"Compare out with ref elementwise.  Documented at attnbench.check_close.");
 
 static PyObject *py_check_close(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -163,8 +163,9 @@ static PyArrayObject *times_from_object(PyObject *obj, const char *argname)
 }
 
 PyDoc_STRVAR(speedup_gate_doc,
-"speedup_gate(candidate, baseline, threshold=0.95, confidence=0.95, resamples=10000, seed=0)\n--\n\n"
-"Is candidate faster than baseline, significantly? (see attnbench.speedup_gate).");
+"speedup_gate(candidate, baseline[, threshold, confidence, resamples, seed]) -> dict\n\n"
+"Is candidate faster than baseline, significantly?  Omitted arguments take\n"
+"the defaults of gate.h and stats.h.  Documented at attnbench.speedup_gate.");
 
 static PyObject *py_speedup_gate(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -204,8 +205,10 @@ done:
 }
 
 PyDoc_STRVAR(regression_gate_doc,
-"regression_gate(current, baseline, tolerance=0.02, confidence=0.95, resamples=10000, seed=0)\n--\n\n"
-"{status, ratio, low, high, tolerance}: FAST, SAME, SLOW or UNCERTAIN (see attnbench.regression_gate).");
+"regression_gate(current, baseline[, tolerance, confidence, resamples, seed]) -> dict\n\n"
+"{status, ratio, low, high, tolerance} with status FAST, SAME, SLOW or\n"
+"UNCERTAIN.  Omitted arguments take the defaults of gate.h and stats.h.\n"
+"Documented at attnbench.regression_gate.");
 
 static PyObject *py_regression_gate(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -244,7 +247,7 @@ done:
 
 PyDoc_STRVAR(verdict_doc,
 "verdict(speedup)\n--\n\n"
-"The verdict word for a speedup (see attnbench.verdict).");
+"The verdict word for a speedup.  Documented at attnbench.verdict.");
 
 static PyObject *py_verdict(PyObject *self, PyObject *speedup_obj)
 {

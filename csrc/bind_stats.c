@@ -61,8 +61,9 @@ static PyArrayObject *quantiles_from_object(PyObject *obj)
 }
 
 PyDoc_STRVAR(summarize_doc,
-"summarize(samples, quantiles=(0.5, 0.9, 0.95, 0.99))\n--\n\n"
-"Summary statistics of 1-D finite samples (see attnbench.summarize).");
+"summarize(samples[, quantiles]) -> dict\n\n"
+"Summary statistics of 1-D finite samples; omitted arguments take the\n"
+"defaults of stats.h.  Documented at attnbench.summarize.");
 
 static PyObject *py_summarize(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -128,8 +129,9 @@ static int statistic_from_object(PyObject *obj, ab_statistic *out)
 }
 
 PyDoc_STRVAR(bootstrap_ci_doc,
-"bootstrap_ci(samples, statistic='median', confidence=0.95, resamples=10000, seed=0)\n--\n\n"
-"(point, low, high): percentile-bootstrap interval (see attnbench.bootstrap_ci).");
+"bootstrap_ci(samples[, statistic, confidence, resamples, seed]) -> (point, low, high)\n\n"
+"Percentile-bootstrap interval; omitted arguments take the defaults of\n"
+"stats.h.  Documented at attnbench.bootstrap_ci.");
 
 static PyObject *py_bootstrap_ci(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -163,8 +165,9 @@ static PyObject *py_bootstrap_ci(PyObject *self, PyObject *args, PyObject *kwarg
 }
 
 PyDoc_STRVAR(ratio_ci_doc,
-"ratio_ci(a, b, confidence=0.95, resamples=10000, seed=0)\n--\n\n"
-"(ratio, low, high) for median(a) / median(b) (see attnbench.ratio_ci).");
+"ratio_ci(a, b[, confidence, resamples, seed]) -> (ratio, low, high)\n\n"
+"Interval of median(a) / median(b); omitted arguments take the defaults\n"
+"of stats.h.  Documented at attnbench.ratio_ci.");
 
 static PyObject *py_ratio_ci(PyObject *self, PyObject *args, PyObject *kwargs)
 {
