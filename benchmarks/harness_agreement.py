@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import triton.testing
@@ -39,41 +40,39 @@ def c_timer(cands, mode="cold", **kw):
 
 
 def agreement():
+    """attnbench cold (with and without the blocking kernel) vs do_bench vs torch.utils.benchmark."""
     rows = []
     (q, k, v), = inputs((8, 16, 2048, 64))
-    for backend in ("flash", "cudnn"):
-        fn = call_of(backend, q, k, v)
+    out = torch.empty_like(q)
+    cases = [(b, call_of(b, q, k, v), b) for b in ("flash", "cudnn")]
+    cases.append(("attnbench mma", lambda: attnbench.attention(q, k, v, impl="mma", out=out), None))
+    for name, fn, backend in cases:
         med, raw = c_timer([(fn, 1)], "cold", max_seconds=2.0)
+        med_nb, _ = c_timer([(fn, 1)], "cold", max_seconds=2.0, blocking=False)
         db = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") * 1e3
-        with sdpa_kernel([SDPBackend.FLASH_ATTENTION if backend == "flash" else SDPBackend.CUDNN_ATTENTION]):
-            t = tbench.Timer("F.scaled_dot_product_attention(q, k, v)", globals=dict(F=F, q=q, k=k, v=v))
+        ctx = sdpa._backend_context(backend) if backend else sdpa._backend_context("default")
+        with ctx:
+            t = tbench.Timer("fn()", globals=dict(fn=fn))
             tb = t.blocked_autorange(min_run_time=1.0).median * 1e6
-        rows.append(dict(case=f"{backend} 8x16x2048x64 fp16", attnbench_cold_us=med[0], do_bench_us=db,
-                         torch_benchmark_us=tb, vs_do_bench=med[0] / db - 1, vs_torch_benchmark=med[0] / tb - 1,
+        rows.append(dict(case=f"{name} 8x16x2048x64 fp16", attnbench_cold_us=med[0], attnbench_noblock_us=med_nb[0],
+                         do_bench_us=db, torch_benchmark_us=tb, vs_do_bench=med[0] / db - 1,
+                         noblock_vs_do_bench=med_nb[0] / db - 1, vs_torch_benchmark=med[0] / tb - 1,
                          stop=raw["stop_reason"]))
     return rows
 
 
 def short_modes():
+    """A ~10 us case through attnbench.run in each mode, with and without the blocking kernel."""
     rows = []
-    shape = (1, 8, 512, 64)
-    sets = inputs(shape, n=32)
-    fns = [call_of("default", *s) for s in sets]
-    state = {"i": 0}
-
-    def rot():
-        fns[state["i"] % len(fns)]()
-        state["i"] += 1
-    for mode, blocking in (("cold", True), ("cold", False), ("hot", True), ("hot", False), ("graph", True)):
-        if mode == "graph":
-            s = torch.cuda.Stream()
-            cand = (sdpa.capture_graph(rot, 32, s), 32)
-        else:
-            cand = (rot, 32 if mode == "hot" else 1)
-        med, raw = c_timer([cand], mode, blocking=blocking, max_seconds=1.0)
-        rows.append(dict(case=f"default 1x8x512x64 fp16 {mode}{'' if blocking else ' no-blocking'}",
-                         median_us=med[0], stop=raw["stop_reason"],
-                         sm_mhz=float(torch.tensor(raw["sm_mhz"]).nanmedian())))
+    for mode in ("cold", "hot", "graph"):
+        for blocking in (True, False):
+            r = attnbench.run((1, 8, 512, 64), impl="mma", dtype="fp16", backends=("default",), mode=mode,
+                              blocking=blocking, max_seconds=1.0)
+            c, d = r.candidates["attnbench:mma"], r.candidates["sdpa:default"]
+            rows.append(dict(case=f"1x8x512x64 fp16 {mode}{'' if blocking else ' no-blocking'}",
+                             mma_us=c.summary["median"], default_us=d.summary["median"],
+                             stop=r.timing["stop_reason"], released_by_timeout=r.timing["released_by_timeout"],
+                             sm_mhz=float(np.nanmedian(r.timing["sm_mhz"])) if blocking else float("nan")))
     return rows
 
 
@@ -93,12 +92,14 @@ def main():
     res = dict(device=attnbench.device_info(), agreement=agreement(), short=short_modes(), run=end_to_end())
     print("\n== timer agreement (>= 200 us kernels)")
     for r in res["agreement"]:
-        print(f"{r['case']:<28} attnbench {r['attnbench_cold_us']:9.2f} us  do_bench {r['do_bench_us']:9.2f} "
-              f"({100 * r['vs_do_bench']:+.2f}%)  torch.utils.benchmark {r['torch_benchmark_us']:9.2f} "
+        print(f"{r['case']:<34} attnbench {r['attnbench_cold_us']:8.2f} us (no blocking {r['attnbench_noblock_us']:8.2f})"
+              f"  do_bench {r['do_bench_us']:8.2f} ({100 * r['vs_do_bench']:+.2f}%, no blocking "
+              f"{100 * r['noblock_vs_do_bench']:+.2f}%)  torch.utils.benchmark {r['torch_benchmark_us']:8.2f} "
               f"({100 * r['vs_torch_benchmark']:+.2f}%)")
-    print("== ~10 us SDPA call by mode")
+    print("== ~10 us case by mode (attnbench.run, mma vs sdpa default)")
     for r in res["short"]:
-        print(f"{r['case']:<44} {r['median_us']:8.2f} us  SM {r['sm_mhz']:.0f} MHz  [{r['stop'][:40]}]")
+        print(f"{r['case']:<36} mma {r['mma_us']:7.2f} us  default {r['default_us']:7.2f} us  SM {r['sm_mhz']:.0f} MHz"
+              f"  timeouts {r['released_by_timeout']}  [{r['stop'][:34]}]")
     print(f"== run((4, 8, 512, 64)): {res['run']['wall_s']:.2f} s, impl {res['run']['impl']}")
     if args.out:
         with open(args.out, "w") as f:

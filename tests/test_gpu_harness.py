@@ -55,6 +55,13 @@ def other_stream(q, k, v, out, causal, scale):
         out.copy_(_sdpa(q, k, v, causal, scale))
 
 
+def other_stream_no_wait(q, k, v, out, causal, scale):
+    import torch
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        out.copy_(_sdpa(q, k, v, causal, scale))
+
+
 def test_run_returns_a_full_result():
     t0 = time.perf_counter()
     r = attnbench.run((4, 8, 512, 64))
@@ -90,6 +97,7 @@ def test_good_callable_passes_and_is_timed():
     (modifies_inputs, "modified its inputs"),
     (make_replayer(), "exceeds the tolerance"),
     (other_stream, "another stream"),
+    (other_stream_no_wait, "another stream"),
 ])
 def test_exploit_guards_catch_broken_candidates(broken, why):
     r = attnbench.run(SHAPE, impl=broken, backends=("flash",), **FAST)

@@ -160,21 +160,32 @@ def _error(out_host, truth):
 
 
 def _held_stream_check(cand, q, k, v, out, stream, handle, device, wait_s):
-    """True if output appeared while the stream we gave the candidate was held."""
+    """Catch work done on a stream other than the one the candidate was given.
+
+    The candidate is called while `stream` is held by a spin kernel, and a NaN
+    scan of its output is queued right behind it on the same stream.  Work on
+    another stream shows in one of two ways: output that appears while the
+    stream is still held (a side stream that does not wait), or output still
+    missing when the scan runs, right after everything the candidate put on
+    the stream (a side stream that waits for the held stream, then races it).
+    Returns (wrote_early, missing_at_scan, held_timed_out).
+    """
     sdpa.fill_nan(out)
     sdpa.synchronize()
     block = _core.block_stream(handle, device, timeout_ms=1000.0 * (wait_s + 2.0))
     try:
         cand.call(q, k, v, out, handle)
+        scan = sdpa.nan_count(out)  # queued on `stream`, behind the candidate's work
         time.sleep(wait_s)
         side = sdpa.new_stream(q.device)
         with sdpa.on_stream(side):
-            snap = sdpa.clone(out)
+            early = sdpa.nan_count(out)
         side.synchronize()
     finally:
         timed_out = _core.release_block(block)
-    wrote_early = not bool(sdpa.torch().isnan(snap).all())
-    return wrote_early, timed_out
+    sdpa.synchronize()
+    total = out.numel()
+    return int(early) < total, int(scan) > 0, timed_out
 
 
 def run(shape, impl="auto", dtype="bf16", causal=False, backends=("default", "flash", "efficient", "cudnn"),
@@ -285,11 +296,15 @@ def _check(cand, dims, dtype, causal, scale, backends, seed, dev, stream, handle
         cand_errors.append(_error(out_host, truth))
         if i == 0:
             wait = min(max(GUARD_MIN_WAIT_S, 5 * call_s), GUARD_MAX_WAIT_S)
-            early, timed_out = _held_stream_check(cand, originals[0], originals[1], originals[2], out, stream,
-                                                  handle, device, wait)
+            early, missing, timed_out = _held_stream_check(cand, originals[0], originals[1], originals[2], out,
+                                                           stream, handle, device, wait)
             if early:
                 stream_ok = False
                 notes.append("the candidate wrote its output while its stream was held: it works on another stream")
+            elif missing:
+                stream_ok = False
+                notes.append("the candidate's output was incomplete when the work it queued on its stream ended: "
+                             "it works on another stream")
             if timed_out:
                 notes.append("the candidate waited on its held stream (it synchronizes inside the call)")
         for b in backends:
