@@ -753,6 +753,91 @@ static PyObject *py_release_block(PyObject *self, PyObject *cap)
     return PyBool_FromLong(timed_out);
 }
 
+/* ---- NaN scans that allocate nothing (for use while a stream is held) ---- */
+
+typedef struct {
+    unsigned long long *count;    /* mapped pinned memory the scan kernel adds into */
+    cudaStream_t stream;
+} nan_scan;
+
+static void nan_scan_destructor(PyObject *cap)
+{
+    nan_scan *n = PyCapsule_GetPointer(cap, "attnbench.nan_scan");
+    if (n != NULL) {
+        cudaStreamSynchronize(n->stream);
+        cudaFreeHost(n->count);
+        PyMem_Free(n);
+    }
+}
+
+PyDoc_STRVAR(nan_scan_doc,
+"nan_scan(x, stream) -> handle\n\n"
+"Queue a count of the NaN elements of contiguous device tensor x on `stream`;\n"
+"allocates no device memory.  nan_scan_result(handle) waits for `stream` and returns it.");
+static PyObject *py_nan_scan(PyObject *self, PyObject *args)
+{
+    PyObject *obj, *stream_obj;
+    if (!PyArg_ParseTuple(args, "OO", &obj, &stream_obj))
+        return NULL;
+    ab_tensor t;
+    if (ab_tensor_from_object(obj, "x", &t) < 0)
+        return NULL;
+    if (t.device_type != AB_DEVICE_CUDA || t.dtype < 0)
+        return PyErr_Format(PyExc_ValueError, "x must be a CUDA float16/bfloat16/float32 tensor");
+    long long n = 1, expect = 1;
+    for (int i = t.ndim - 1; i >= 0; i--) {
+        if (t.shape[i] != 1 && t.strides[i] != expect)
+            return PyErr_Format(PyExc_ValueError, "x must be contiguous");
+        expect *= t.shape[i];
+        n *= t.shape[i];
+    }
+    cudaStream_t stream = NULL;
+    if (stream_obj != Py_None && (stream = PyLong_AsVoidPtr(stream_obj)) == NULL && PyErr_Occurred())
+        return NULL;
+    if (use_device(t.device_id) < 0)
+        return NULL;
+    nan_scan *h = PyMem_Calloc(1, sizeof *h);
+    if (h == NULL)
+        return PyErr_NoMemory();
+    h->stream = stream;
+    unsigned long long *dev;
+    cudaError_t rc = cudaHostAlloc((void **)&h->count, sizeof *h->count, cudaHostAllocMapped);
+    if (rc == cudaSuccess)
+        rc = cudaHostGetDevicePointer((void **)&dev, h->count, 0);
+    if (rc != cudaSuccess) {
+        if (h->count) cudaFreeHost(h->count);
+        PyMem_Free(h);
+        return cuda_failed(rc, "cudaHostAlloc"), NULL;
+    }
+    *h->count = 0;
+    ab_error err = {{0}};
+    if (n > 0 && ab_launch_count_nan(t.data, t.dtype, n, dev, stream, &err) < 0) {
+        cudaFreeHost(h->count);
+        PyMem_Free(h);
+        return raise_error(PyExc_RuntimeError, &err);
+    }
+    PyObject *cap = PyCapsule_New(h, "attnbench.nan_scan", nan_scan_destructor);
+    if (cap == NULL) {
+        cudaFreeHost(h->count);
+        PyMem_Free(h);
+    }
+    return cap;
+}
+
+static PyObject *py_nan_scan_result(PyObject *self, PyObject *cap)
+{
+    nan_scan *h = PyCapsule_GetPointer(cap, "attnbench.nan_scan");
+    if (h == NULL)
+        return NULL;
+    cudaError_t rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cudaStreamSynchronize(h->stream);
+    Py_END_ALLOW_THREADS
+    if (rc != cudaSuccess)
+        return cuda_failed(rc, "cudaStreamSynchronize"), NULL;
+    return PyLong_FromUnsignedLongLong(*(volatile unsigned long long *)h->count);
+}
+
 PyDoc_STRVAR(synchronize_doc, "synchronize(device=0)\n\ncudaDeviceSynchronize, with CUDA errors raised.");
 static PyObject *py_synchronize(PyObject *self, PyObject *args, PyObject *kw)
 {
@@ -778,6 +863,8 @@ PyMethodDef ab_gpu_methods[] = {
     {"time", (PyCFunction)(void (*)(void))py_time, METH_VARARGS | METH_KEYWORDS, time_doc},
     {"block_stream", (PyCFunction)(void (*)(void))py_block_stream, METH_VARARGS | METH_KEYWORDS, block_stream_doc},
     {"release_block", py_release_block, METH_O, release_block_doc},
+    {"nan_scan", py_nan_scan, METH_VARARGS, nan_scan_doc},
+    {"nan_scan_result", py_nan_scan_result, METH_O, "nan_scan_result(handle) -> int: wait for the scan, return the NaN count."},
     {"synchronize", (PyCFunction)(void (*)(void))py_synchronize, METH_VARARGS | METH_KEYWORDS, synchronize_doc},
     {NULL, NULL, 0, NULL},
 };

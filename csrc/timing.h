@@ -74,6 +74,8 @@ typedef struct ab_clock_probe {
 } ab_clock_probe;
 int ab_launch_blocking_kernel(const volatile int *flag, ab_clock_probe *probe, long long timeout_ns,
                               long long min_spin_ns, cudaStream_t stream, ab_error *err);
+int ab_launch_count_nan(const void *x, int dtype, long long n, unsigned long long *count, cudaStream_t stream,
+                        ab_error *err);
 int ab_launch_fill(void *buf, size_t bytes, unsigned value, cudaStream_t stream, ab_error *err);
 
 #ifdef __cplusplus

@@ -5,6 +5,7 @@
 //   is queued behind it and host launch overhead never shows as GPU time.
 //   While it spins it measures the SM clock: clock64() ticks against
 //   %globaltimer nanoseconds.
+// - count_nan: the NaN scan of the held-stream guard (harness.py).
 // Built with the package (setup.py); exercised by tests/test_timing_gpu.py.
 #include "common.cuh"
 #include "../csrc/timing.h"
@@ -43,6 +44,34 @@ __global__ void blocking_kernel(const volatile int *flag, ab_clock_probe *probe,
 extern "C" int ab_launch_blocking_kernel(const volatile int *flag, ab_clock_probe *probe, long long timeout_ns,
                                          long long min_spin_ns, cudaStream_t stream, ab_error *err) {
     blocking_kernel<<<1, 1, 0, stream>>>(flag, probe, timeout_ns, min_spin_ns);
+    AB_LAUNCH_CHECK(err);
+    return 0;
+}
+
+// count_nan: the number of NaN elements of a contiguous fp16/bf16/fp32
+// array, added into *count (mapped pinned memory, so no allocation and no
+// copy is needed: the held-stream guard must not allocate while a stream is held).
+template <typename T>
+__global__ void count_nan(const T *x, long long n, unsigned long long *count) {
+    unsigned long long mine = 0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        mine += isnan(ab::num<T>::to_float(x[i])) ? 1 : 0;
+    for (int offset = 16; offset > 0; offset /= 2)
+        mine += __shfl_down_sync(0xffffffffu, mine, offset);
+    if ((threadIdx.x & 31) == 0 && mine)
+        atomicAdd_system(count, mine);
+}
+
+extern "C" int ab_launch_count_nan(const void *x, int dtype, long long n, unsigned long long *count,
+                                   cudaStream_t stream, ab_error *err) {
+    const int threads = 256;
+    const int blocks = (int)(n / threads + 1 < 1024 ? n / threads + 1 : 1024);
+    switch (dtype) {
+    case AB_FLOAT16: count_nan<<<blocks, threads, 0, stream>>>((const __half *)x, n, count); break;
+    case AB_BFLOAT16: count_nan<<<blocks, threads, 0, stream>>>((const __nv_bfloat16 *)x, n, count); break;
+    case AB_FLOAT32: count_nan<<<blocks, threads, 0, stream>>>((const float *)x, n, count); break;
+    default: return ab_set_error(err, "count_nan: unsupported dtype %d", dtype);
+    }
     AB_LAUNCH_CHECK(err);
     return 0;
 }

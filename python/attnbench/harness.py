@@ -170,22 +170,20 @@ def _held_stream_check(cand, q, k, v, out, stream, handle, device, wait_s):
     the stream (a side stream that waits for the held stream, then races it).
     Returns (wrote_early, missing_at_scan, held_timed_out).
     """
+    side = sdpa.new_stream(q.device)  # made before the hold: nothing may allocate or sync while it lasts
     sdpa.fill_nan(out)
     sdpa.synchronize()
     block = _core.block_stream(handle, device, timeout_ms=1000.0 * (wait_s + 2.0))
     try:
         cand.call(q, k, v, out, handle)
-        scan = sdpa.nan_count(out)  # queued on `stream`, behind the candidate's work
+        scan = _core.nan_scan(out, handle)  # queued on `stream`, right behind the candidate's work
         time.sleep(wait_s)
-        side = sdpa.new_stream(q.device)
-        with sdpa.on_stream(side):
-            early = sdpa.nan_count(out)
-        side.synchronize()
+        early = _core.nan_scan_result(_core.nan_scan(out, side.cuda_stream))
     finally:
         timed_out = _core.release_block(block)
+    missing = _core.nan_scan_result(scan)
     sdpa.synchronize()
-    total = out.numel()
-    return int(early) < total, int(scan) > 0, timed_out
+    return early < out.numel(), missing > 0, timed_out
 
 
 def run(shape, impl="auto", dtype="bf16", causal=False, backends=("default", "flash", "efficient", "cudnn"),

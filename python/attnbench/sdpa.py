@@ -153,11 +153,6 @@ def same(a, b) -> bool:
     return bool(t.equal(a, b))
 
 
-def nan_count(x):
-    """The number of NaN elements of x, as a device scalar queued on the current stream."""
-    return torch().isnan(x).sum()
-
-
 def fill_nan(x):
     x.fill_(float("nan"))
 
