@@ -99,7 +99,7 @@ int leading_dim(const char *tensor, int64_t stride, int n_rows, int D, int *ld, 
         stride = D;
     if (stride < D || stride > INT_MAX)
         return ab_set_error(err,
-                            "the cuBLAS path cannot read %s: its S stride %lld is %s (cuBLAS needs rows that do not "
+                            "the cuBLAS path cannot address %s: its S stride %lld is %s (cuBLAS needs rows that do not "
                             "overlap, D = %d <= stride <= INT_MAX); pass a contiguous %s",
                             tensor, (long long)stride, stride < D ? "below D" : "beyond INT_MAX", D, tensor);
     *ld = (int)stride;

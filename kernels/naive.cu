@@ -74,12 +74,22 @@ __device__ inline float exact_log(float x) { return (float)log((double)x); }
 // Copy rows [row0, row0 + n_rows) x [0, D) of one head's [S, D] slice (row
 // stride `stride` elements) into shared memory as fp32 with leading
 // dimension `ld`; rows at or past `S` become zeros.
+// Thread t copies elements t, t + kThreads, ... of the row-major tile; its
+// (row, dim) position advances by a fixed step, since a division by the
+// runtime D per element would cost more than the copy.
 template <typename T>
 __device__ void stage_rows(float *dst, int ld, const T *src, int64_t stride, int row0, int n_rows, int S, int D) {
+    const int step_r = kThreads / D, step_d = kThreads % D;
+    int r = threadIdx.x / D, d = threadIdx.x % D;
     for (int idx = threadIdx.x; idx < n_rows * D; idx += kThreads) {
-        const int r = idx / D, d = idx % D;
         const int row = row0 + r;
         dst[r * ld + d] = row < S ? num<T>::to_float(src[row * stride + d]) : 0.f;
+        r += step_r;
+        d += step_d;
+        if (d >= D) {  // step_d < D: one carry at most
+            d -= D;
+            ++r;
+        }
     }
 }
 
