@@ -85,6 +85,7 @@ class CudaBuildExt(build_ext):
         for ext in self.extensions:
             ext.include_dirs += [str(home / "include")]
             ext.extra_objects += objects
+            ext.depends += objects  # a changed kernel object must relink the module
             ext.library_dirs += [str(libdir)]
             # $ORIGIN paths find the NVIDIA wheels that PyTorch installs
             # (site-packages/nvidia/...); the toolkit path finds a system CUDA.

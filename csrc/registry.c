@@ -5,10 +5,13 @@
 
 #include "registry.h"
 
-extern const ab_kernel ab_kernel_naive, ab_kernel_mma;
+extern const ab_kernel ab_kernel_naive, ab_kernel_cublas, ab_kernel_hybrid_qk, ab_kernel_hybrid_pv, ab_kernel_mma;
 
 static const ab_kernel *const kernels[] = {
     &ab_kernel_naive,
+    &ab_kernel_cublas,
+    &ab_kernel_hybrid_qk,
+    &ab_kernel_hybrid_pv,
     &ab_kernel_mma,
 };
 

@@ -22,6 +22,14 @@ EXTRA = [  # (dtype, D, causal, Sq, Sk, Hq, Hkv)
     ("float16", 64, False, 129, 129, 8, 2), ("bfloat16", 128, True, 257, 257, 8, 1),
     ("bfloat16", 64, True, 64, 1000, 6, 3), ("float16", 128, False, 1, 4097, 4, 2),
 ]
+# The suite every fast kernel must pass: 2 dtypes x 2 head dims x causal or not x 9 shapes = 72.
+CASES = [(1, 1, 4, 4), (17, 17, 4, 4), (128, 128, 4, 4), (513, 513, 4, 4), (2048, 2048, 4, 4),
+         (100, 300, 4, 4), (300, 100, 4, 4), (129, 129, 8, 2), (257, 1000, 6, 3)]
+SUITE = [(dt, D, c) + case for dt, D, c, case in itertools.product(("float16", "bfloat16"), (64, 128),
+                                                                     (False, True), CASES)]
+FAST_KERNELS = [k["name"] for k in attnbench.kernels() if k["name"] != "naive"]
+# A fast kernel's max error may be at most this times the best SDPA backend's on the same inputs.
+BACKEND_ERROR_FACTOR = 2.0
 
 
 def _inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed):
@@ -40,7 +48,24 @@ def _truth(q, k, v, causal, scale=None):
             q.float(), k.float(), v.float(), is_causal=causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
 
 
-def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0):
+def _backend_error(q, k, v, causal, truth):
+    """The smallest max-abs error of the flash / efficient / cuDNN backends that run this case."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    best = None
+    for b in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION):
+        try:
+            with sdpa_kernel([b]):
+                o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                                     enable_gqa=q.shape[1] != k.shape[1])
+        except RuntimeError:
+            continue
+        e = (o.float() - truth).abs().max().item()
+        best = e if best is None else min(best, e)
+    return best
+
+
+def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0, vs_backends=False):
     import torch
     q, k, v = _inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed)
     out = torch.full((B, Hq, Sq, D), float("nan"), device="cuda", dtype=q.dtype)
@@ -48,6 +73,11 @@ def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0):
     truth = _truth(q, k, v, causal, scale)
     r = attnbench.check_close(o.float().cpu().numpy(), truth.cpu().numpy(), atol=ATOL[dtype], rtol=RTOL[dtype])
     assert r["passed"], (impl, dtype, D, causal, Sq, Sk, Hq, Hkv, r)
+    if vs_backends:
+        best = _backend_error(q, k, v, causal, truth)
+        if best is not None:
+            mine = (o.float() - truth).abs().max().item()
+            assert mine <= BACKEND_ERROR_FACTOR * best + 1e-6, (impl, mine, best)
     # logsumexp against fp64 scores
     s = (q.double() @ k.double().repeat_interleave(Hq // Hkv, 1).transpose(-1, -2))
     s = s * (scale if scale is not None else D ** -0.5)
@@ -66,6 +96,31 @@ def test_naive_matches_math_fp32(dtype, D, causal, S):
 @pytest.mark.parametrize("dtype,D,causal,Sq,Sk,Hq,Hkv", EXTRA)
 def test_naive_seq_and_gqa(dtype, D, causal, Sq, Sk, Hq, Hkv):
     _check("naive", dtype, D, causal, Sq, Sk, Hq, Hkv)
+
+
+@pytest.mark.parametrize("impl", FAST_KERNELS)
+@pytest.mark.parametrize("dtype,D,causal,Sq,Sk,Hq,Hkv", SUITE)
+def test_fast_kernel_parity(impl, dtype, D, causal, Sq, Sk, Hq, Hkv):
+    _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, vs_backends=True)
+
+
+@pytest.mark.parametrize("impl", FAST_KERNELS)
+def test_fast_kernel_rejects_other_head_dims(impl):
+    torch = pytest.importorskip("torch")
+    q = torch.randn(1, 2, 16, 96, device="cuda", dtype=torch.float16)
+    with pytest.raises(ValueError, match="D=96.*64, 128"):
+        attnbench.attention(q, q, q, impl=impl)
+
+
+@pytest.mark.parametrize("impl", FAST_KERNELS)
+def test_fast_kernel_custom_scale_and_strides(impl):
+    import torch
+    base = torch.randn(2, 130, 4, 64, device="cuda", dtype=torch.bfloat16)
+    q = base.transpose(1, 2)  # [B, H, S, D] view of [B, S, H, D] storage
+    o = attnbench.attention(q, q, q, causal=True, scale=0.3, impl=impl)
+    truth = _truth(q, q, q, True, 0.3)
+    r = attnbench.check_close(o.float().cpu().numpy(), truth.cpu().numpy(), atol=ATOL["bfloat16"], rtol=RTOL["bfloat16"])
+    assert r["passed"], r
 
 
 def test_naive_custom_scale_and_fp32():
