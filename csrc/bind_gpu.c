@@ -753,16 +753,20 @@ static PyObject *py_release_block(PyObject *self, PyObject *cap)
     return PyBool_FromLong(timed_out);
 }
 
-/* ---- NaN scans that allocate nothing (for use while a stream is held) ---- */
+/* ---- NaN scans that allocate nothing (for use while a stream is held) ----
+ * Nothing that may wait on the device can run while a stream is held: not an
+ * allocation (cudaMalloc, cudaHostAlloc), and not the first launch of a kernel
+ * (lazy module loading).  So a counter is made, and its kernel loaded, first. */
 
 typedef struct {
     unsigned long long *count;    /* mapped pinned memory the scan kernel adds into */
-    cudaStream_t stream;
-} nan_scan;
+    unsigned long long *count_dev;
+    cudaStream_t stream;          /* the stream of the last scan */
+} nan_counter;
 
-static void nan_scan_destructor(PyObject *cap)
+static void nan_counter_destructor(PyObject *cap)
 {
-    nan_scan *n = PyCapsule_GetPointer(cap, "attnbench.nan_scan");
+    nan_counter *n = PyCapsule_GetPointer(cap, "attnbench.nan_counter");
     if (n != NULL) {
         cudaStreamSynchronize(n->stream);
         cudaFreeHost(n->count);
@@ -770,53 +774,24 @@ static void nan_scan_destructor(PyObject *cap)
     }
 }
 
-PyDoc_STRVAR(nan_scan_doc,
-"nan_scan(x, stream) -> handle\n\n"
-"Queue a count of the NaN elements of contiguous device tensor x on `stream`;\n"
-"allocates no device memory.  nan_scan_result(handle) waits for `stream` and returns it.");
-static PyObject *py_nan_scan(PyObject *self, PyObject *args)
+static PyObject *py_nan_counter(PyObject *self, PyObject *args)
 {
-    PyObject *obj, *stream_obj;
-    if (!PyArg_ParseTuple(args, "OO", &obj, &stream_obj))
+    int device = 0;
+    if (!PyArg_ParseTuple(args, "|i", &device) || use_device(device) < 0)
         return NULL;
-    ab_tensor t;
-    if (ab_tensor_from_object(obj, "x", &t) < 0)
-        return NULL;
-    if (t.device_type != AB_DEVICE_CUDA || t.dtype < 0)
-        return PyErr_Format(PyExc_ValueError, "x must be a CUDA float16/bfloat16/float32 tensor");
-    long long n = 1, expect = 1;
-    for (int i = t.ndim - 1; i >= 0; i--) {
-        if (t.shape[i] != 1 && t.strides[i] != expect)
-            return PyErr_Format(PyExc_ValueError, "x must be contiguous");
-        expect *= t.shape[i];
-        n *= t.shape[i];
-    }
-    cudaStream_t stream = NULL;
-    if (stream_obj != Py_None && (stream = PyLong_AsVoidPtr(stream_obj)) == NULL && PyErr_Occurred())
-        return NULL;
-    if (use_device(t.device_id) < 0)
-        return NULL;
-    nan_scan *h = PyMem_Calloc(1, sizeof *h);
+    nan_counter *h = PyMem_Calloc(1, sizeof *h);
     if (h == NULL)
         return PyErr_NoMemory();
-    h->stream = stream;
-    unsigned long long *dev;
     cudaError_t rc = cudaHostAlloc((void **)&h->count, sizeof *h->count, cudaHostAllocMapped);
     if (rc == cudaSuccess)
-        rc = cudaHostGetDevicePointer((void **)&dev, h->count, 0);
+        rc = cudaHostGetDevicePointer((void **)&h->count_dev, h->count, 0);
     if (rc != cudaSuccess) {
-        if (h->count) cudaFreeHost(h->count);
+        if (h->count)
+            cudaFreeHost(h->count);
         PyMem_Free(h);
         return cuda_failed(rc, "cudaHostAlloc"), NULL;
     }
-    *h->count = 0;
-    ab_error err = {{0}};
-    if (n > 0 && ab_launch_count_nan(t.data, t.dtype, n, dev, stream, &err) < 0) {
-        cudaFreeHost(h->count);
-        PyMem_Free(h);
-        return raise_error(PyExc_RuntimeError, &err);
-    }
-    PyObject *cap = PyCapsule_New(h, "attnbench.nan_scan", nan_scan_destructor);
+    PyObject *cap = PyCapsule_New(h, "attnbench.nan_counter", nan_counter_destructor);
     if (cap == NULL) {
         cudaFreeHost(h->count);
         PyMem_Free(h);
@@ -824,9 +799,49 @@ static PyObject *py_nan_scan(PyObject *self, PyObject *args)
     return cap;
 }
 
+PyDoc_STRVAR(nan_scan_doc,
+"nan_scan(counter, x, stream)\n\n"
+"Queue a count of the NaN elements of contiguous device tensor x on `stream` into\n"
+"`counter` (from nan_counter()); allocates nothing.  nan_scan_result(counter) waits\n"
+"for that stream and returns the count.");
+static PyObject *py_nan_scan(PyObject *self, PyObject *args)
+{
+    PyObject *cap, *obj, *stream_obj;
+    if (!PyArg_ParseTuple(args, "OOO", &cap, &obj, &stream_obj))
+        return NULL;
+    nan_counter *h = PyCapsule_GetPointer(cap, "attnbench.nan_counter");
+    if (h == NULL)
+        return NULL;
+    ab_tensor t;
+    if (ab_tensor_from_object(obj, "x", &t) < 0)
+        return NULL;
+    if (t.device_type != AB_DEVICE_CUDA || t.dtype < 0)
+        return PyErr_Format(PyExc_ValueError, "x must be a CUDA float16/bfloat16/float32 tensor");
+    long long n = 1;
+    for (int i = t.ndim - 1; i >= 0; i--) {
+        if (t.shape[i] != 1 && t.strides[i] != n)
+            return PyErr_Format(PyExc_ValueError, "x must be contiguous");
+        n *= t.shape[i];
+    }
+    cudaStream_t stream = NULL;
+    if (stream_obj != Py_None && (stream = PyLong_AsVoidPtr(stream_obj)) == NULL && PyErr_Occurred())
+        return NULL;
+    if (use_device(t.device_id) < 0)
+        return NULL;
+    cudaError_t rc = cudaStreamSynchronize(h->stream);  /* the previous scan must not add into this one */
+    if (rc != cudaSuccess)
+        return cuda_failed(rc, "cudaStreamSynchronize"), NULL;
+    *(volatile unsigned long long *)h->count = 0;
+    h->stream = stream;
+    ab_error err = {{0}};
+    if (n > 0 && ab_launch_count_nan(t.data, t.dtype, n, h->count_dev, stream, &err) < 0)
+        return raise_error(PyExc_RuntimeError, &err);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_nan_scan_result(PyObject *self, PyObject *cap)
 {
-    nan_scan *h = PyCapsule_GetPointer(cap, "attnbench.nan_scan");
+    nan_counter *h = PyCapsule_GetPointer(cap, "attnbench.nan_counter");
     if (h == NULL)
         return NULL;
     cudaError_t rc;
@@ -863,8 +878,9 @@ PyMethodDef ab_gpu_methods[] = {
     {"time", (PyCFunction)(void (*)(void))py_time, METH_VARARGS | METH_KEYWORDS, time_doc},
     {"block_stream", (PyCFunction)(void (*)(void))py_block_stream, METH_VARARGS | METH_KEYWORDS, block_stream_doc},
     {"release_block", py_release_block, METH_O, release_block_doc},
+    {"nan_counter", py_nan_counter, METH_VARARGS, "nan_counter(device=0) -> counter for nan_scan."},
     {"nan_scan", py_nan_scan, METH_VARARGS, nan_scan_doc},
-    {"nan_scan_result", py_nan_scan_result, METH_O, "nan_scan_result(handle) -> int: wait for the scan, return the NaN count."},
+    {"nan_scan_result", py_nan_scan_result, METH_O, "nan_scan_result(counter) -> int: wait for the last scan, return its NaN count."},
     {"synchronize", (PyCFunction)(void (*)(void))py_synchronize, METH_VARARGS | METH_KEYWORDS, synchronize_doc},
     {NULL, NULL, 0, NULL},
 };

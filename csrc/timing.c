@@ -148,10 +148,15 @@ void ab_timing_run_free(ab_timing_run *run)
     memset(run, 0, sizeof *run);
 }
 
-/* Step 1: warm-up.  No blocking kernel and no flush: only get the clocks up
- * and every lazy initialisation (module load, handles, workspaces) done. */
-static int warm_up(const ab_timed *c, int n, cudaStream_t stream, const ab_timing_options *opt, ab_error *err)
+/* Step 1: warm-up.  No blocking kernel: only get the clocks up and every lazy
+ * initialisation (module loads, handles, workspaces) done, the flush's
+ * included, since a first launch while the spin kernel holds the stream can
+ * wait for it (lazy loading) and stall the round until its timeout. */
+static int warm_up(const ab_timed *c, int n, cudaStream_t stream, const ab_timing_options *opt, const sampler *t,
+                   ab_error *err)
 {
+    if (t->flush != NULL && ab_launch_fill(t->flush, t->flush_bytes, 0, stream, err) < 0)
+        return -1;
     double t0 = now_seconds();
     for (int it = 0; it < opt->warmup_iters || now_seconds() - t0 < opt->warmup_seconds; it++) {
         for (int i = 0; i < n; i++)
@@ -259,7 +264,7 @@ int ab_time_candidates(const ab_timed *cands, int n, cudaStream_t stream, const 
     sampler t;
     int rc = timer_open(&t, n, opt, err);
     if (rc == 0)
-        rc = warm_up(cands, n, stream, opt, err);
+        rc = warm_up(cands, n, stream, opt, &t, err);
     double t0 = now_seconds();
     for (int round = 0; rc == 0; round++) {
         rc = take_round(cands, n, stream, opt, &t, run, err);

@@ -170,18 +170,26 @@ def _held_stream_check(cand, q, k, v, out, stream, handle, device, wait_s):
     the stream (a side stream that waits for the held stream, then races it).
     Returns (wrote_early, missing_at_scan, held_timed_out).
     """
-    side = sdpa.new_stream(q.device)  # made before the hold: nothing may allocate or sync while it lasts
+    # Everything that could wait on the device (allocations, the first launch of
+    # the scan kernel) happens before the hold; a wait inside it would stall
+    # until the spin kernel's timeout.
+    side = sdpa.new_stream(q.device)
+    at_end, early_scan = _core.nan_counter(device), _core.nan_counter(device)
+    for counter in (at_end, early_scan):
+        _core.nan_scan(counter, out, handle)
+        _core.nan_scan_result(counter)
     sdpa.fill_nan(out)
     sdpa.synchronize()
     block = _core.block_stream(handle, device, timeout_ms=1000.0 * (wait_s + 2.0))
     try:
         cand.call(q, k, v, out, handle)
-        scan = _core.nan_scan(out, handle)  # queued on `stream`, right behind the candidate's work
+        _core.nan_scan(at_end, out, handle)  # queued on `stream`, right behind the candidate's work
         time.sleep(wait_s)
-        early = _core.nan_scan_result(_core.nan_scan(out, side.cuda_stream))
+        _core.nan_scan(early_scan, out, side.cuda_stream)
+        early = _core.nan_scan_result(early_scan)
     finally:
         timed_out = _core.release_block(block)
-    missing = _core.nan_scan_result(scan)
+    missing = _core.nan_scan_result(at_end)
     sdpa.synchronize()
     return early < out.numel(), missing > 0, timed_out
 
@@ -296,15 +304,16 @@ def _check(cand, dims, dtype, causal, scale, backends, seed, dev, stream, handle
             wait = min(max(GUARD_MIN_WAIT_S, 5 * call_s), GUARD_MAX_WAIT_S)
             early, missing, timed_out = _held_stream_check(cand, originals[0], originals[1], originals[2], out,
                                                            stream, handle, device, wait)
-            if early:
+            if timed_out:
+                notes.append("held-stream check inconclusive: the candidate waited for its held stream "
+                             "(it synchronizes inside the call)")
+            elif early:
                 stream_ok = False
                 notes.append("the candidate wrote its output while its stream was held: it works on another stream")
             elif missing:
                 stream_ok = False
                 notes.append("the candidate's output was incomplete when the work it queued on its stream ended: "
                              "it works on another stream")
-            if timed_out:
-                notes.append("the candidate waited on its held stream (it synchronizes inside the call)")
         for b in backends:
             if b in unsupported:
                 continue
