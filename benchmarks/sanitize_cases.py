@@ -1,0 +1,30 @@
+"""Small cases for compute-sanitizer: every kernel on tails, causal, GQA and Sq != Sk.
+
+Run through benchmarks/sanitize.sh (memcheck, racecheck, synccheck, initcheck).
+Inputs come from torch; outputs are written by attnbench's kernels only.
+"""
+import itertools
+
+import torch
+
+import attnbench
+
+CASES = [(1, 1, 2, 2), (17, 17, 2, 2), (65, 130, 4, 2), (130, 65, 2, 2), (200, 200, 4, 1)]
+
+
+def main():
+    names = [k["name"] for k in attnbench.kernels()]
+    for impl, dtype, D, causal, (Sq, Sk, Hq, Hkv) in itertools.product(
+            names, (torch.float16, torch.bfloat16), (64, 128), (False, True), CASES):
+        g = torch.Generator(device="cuda").manual_seed(Sq * 7 + Sk)
+        q = torch.randn(1, Hq, Sq, D, device="cuda", generator=g).to(dtype)
+        k = torch.randn(1, Hkv, Sk, D, device="cuda", generator=g).to(dtype)
+        v = torch.randn(1, Hkv, Sk, D, device="cuda", generator=g).to(dtype)
+        out, lse = attnbench.attention(q, k, v, causal=causal, impl=impl, return_lse=True)
+        torch.cuda.synchronize()
+        assert not torch.isnan(out).any() and not torch.isnan(lse).any(), (impl, dtype, D, causal, Sq, Sk)
+    print(f"sanitize_cases: {len(names)} kernels x {2 * 2 * 2 * len(CASES)} cases ran")
+
+
+if __name__ == "__main__":
+    main()
