@@ -66,11 +66,11 @@ def short_modes():
     rows = []
     for mode in ("cold", "hot", "graph"):
         for blocking in (True, False):
-            r = attnbench.run((1, 8, 512, 64), impl="mma", dtype="fp16", backends=("default",), mode=mode,
+            r = attnbench.run((1, 8, 512, 64), impl="mma", dtype="fp16", backends=("default", "flash"), mode=mode,
                               blocking=blocking, max_seconds=1.0)
-            c, d = r.candidates["attnbench:mma"], r.candidates["sdpa:default"]
+            c, d, f = (r.candidates[n] for n in ("attnbench:mma", "sdpa:default", "sdpa:flash"))
             rows.append(dict(case=f"1x8x512x64 fp16 {mode}{'' if blocking else ' no-blocking'}",
-                             mma_us=c.summary["median"], default_us=d.summary["median"],
+                             mma_us=c.summary["median"], default_us=d.summary["median"], flash_us=f.summary["median"],
                              stop=r.timing["stop_reason"], released_by_timeout=r.timing["released_by_timeout"],
                              sm_mhz=float(np.nanmedian(r.timing["sm_mhz"])) if blocking else float("nan")))
     return rows
@@ -98,7 +98,7 @@ def main():
               f"({100 * r['vs_torch_benchmark']:+.2f}%)")
     print("== ~10 us case by mode (attnbench.run, mma vs sdpa default)")
     for r in res["short"]:
-        print(f"{r['case']:<36} mma {r['mma_us']:7.2f} us  default {r['default_us']:7.2f} us  SM {r['sm_mhz']:.0f} MHz"
+        print(f"{r['case']:<36} mma {r['mma_us']:7.2f} us  default {r['default_us']:7.2f} us  flash {r['flash_us']:7.2f} us  SM {r['sm_mhz']:.0f} MHz"
               f"  timeouts {r['released_by_timeout']}  [{r['stop'][:34]}]")
     print(f"== run((4, 8, 512, 64)): {res['run']['wall_s']:.2f} s, impl {res['run']['impl']}")
     if args.out:

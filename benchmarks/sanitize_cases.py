@@ -4,6 +4,7 @@ Run through benchmarks/sanitize.sh (memcheck, racecheck, synccheck, initcheck).
 Inputs come from torch; outputs are written by attnbench's kernels only.
 """
 import itertools
+import sys
 
 import torch
 
@@ -13,7 +14,7 @@ CASES = [(1, 1, 2, 2), (17, 17, 2, 2), (65, 130, 4, 2), (130, 65, 2, 2), (200, 2
 
 
 def main():
-    names = [k["name"] for k in attnbench.kernels()]
+    names = sys.argv[1].split(",") if len(sys.argv) > 1 else [k["name"] for k in attnbench.kernels()]
     for impl, dtype, D, causal, (Sq, Sk, Hq, Hkv) in itertools.product(
             names, (torch.float16, torch.bfloat16), (64, 128), (False, True), CASES):
         g = torch.Generator(device="cuda").manual_seed(Sq * 7 + Sk)

@@ -762,6 +762,7 @@ typedef struct {
     unsigned long long *count;    /* mapped pinned memory the scan kernel adds into */
     unsigned long long *count_dev;
     cudaStream_t stream;          /* the stream of the last scan */
+    int pending;                  /* a scan was queued and its result not yet read */
 } nan_counter;
 
 static void nan_counter_destructor(PyObject *cap)
@@ -828,11 +829,13 @@ static PyObject *py_nan_scan(PyObject *self, PyObject *args)
         return NULL;
     if (use_device(t.device_id) < 0)
         return NULL;
-    cudaError_t rc = cudaStreamSynchronize(h->stream);  /* the previous scan must not add into this one */
-    if (rc != cudaSuccess)
-        return cuda_failed(rc, "cudaStreamSynchronize"), NULL;
+    /* No synchronisation here (the stream may be held): the previous scan
+     * must have been read, so that it cannot add into this one. */
+    if (h->pending)
+        return PyErr_Format(PyExc_RuntimeError, "nan_scan: read the previous scan with nan_scan_result first");
     *(volatile unsigned long long *)h->count = 0;
     h->stream = stream;
+    h->pending = 1;
     ab_error err = {{0}};
     if (n > 0 && ab_launch_count_nan(t.data, t.dtype, n, h->count_dev, stream, &err) < 0)
         return raise_error(PyExc_RuntimeError, &err);
@@ -850,6 +853,7 @@ static PyObject *py_nan_scan_result(PyObject *self, PyObject *cap)
     Py_END_ALLOW_THREADS
     if (rc != cudaSuccess)
         return cuda_failed(rc, "cudaStreamSynchronize"), NULL;
+    h->pending = 0;
     return PyLong_FromUnsignedLongLong(*(volatile unsigned long long *)h->count);
 }
 
