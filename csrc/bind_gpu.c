@@ -487,7 +487,7 @@ int ab_gpu_add_types(PyObject *module)
 
 typedef struct {
     PyObject *fn;
-    int calls;
+    int calls;                /* invocations per sample (a graph replay makes many calls in one) */
 } py_candidate;
 
 /* A Python callable as a candidate: called with the GIL re-taken.  An
@@ -549,9 +549,11 @@ PyDoc_STRVAR(time_doc,
 "time(candidates, stream=0, device=0, mode='cold', warmup_iters=10, warmup_seconds=0.025,\n"
 "     min_samples=20, max_samples=100000, min_gpu_seconds=0.02, max_seconds=3.0,\n"
 "     target_noise=0.005, blocking=True, blocking_timeout_ms=100) -> dict\n\n"
-"Time candidates round-robin.  A candidate is a Launch or a (callable, calls_per_sample)\n"
-"pair whose callable enqueues calls_per_sample calls on `stream`.  Returns raw per-call\n"
-"times (seconds) per candidate, the SM clock per round, the stop reason.");
+"Time candidates round-robin.  A candidate is a Launch or a tuple (callable,\n"
+"calls_per_sample[, calls_per_invocation=1]): each sample invokes the callable\n"
+"calls_per_sample / calls_per_invocation times (a CUDA graph replay makes many calls in\n"
+"one invocation) and the sample's time is divided by calls_per_sample.  Returns raw\n"
+"per-call times (seconds) per candidate, the SM clock per round, the stop reason.");
 static PyObject *py_time(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"candidates", "stream", "device", "mode", "warmup_iters", "warmup_seconds",
@@ -610,15 +612,20 @@ static PyObject *py_time(PyObject *self, PyObject *args, PyObject *kw)
         if (Py_IS_TYPE(c, launch_type)) {
             LaunchObject *l = (LaunchObject *)c;
             cands[i] = (ab_timed){launch_enqueue, l, l->calls_per_sample};
-        } else if (PyTuple_Check(c) && PyTuple_GET_SIZE(c) == 2 && PyCallable_Check(PyTuple_GET_ITEM(c, 0)) &&
-                   PyLong_Check(PyTuple_GET_ITEM(c, 1))) {
-            pys[i].fn = PyTuple_GET_ITEM(c, 0);
-            pys[i].calls = (int)PyLong_AsLong(PyTuple_GET_ITEM(c, 1));
-            if (pys[i].calls < 1) {
-                PyErr_Format(PyExc_ValueError, "candidates[%zd]: calls_per_sample must be >= 1", i);
+        } else if (PyTuple_Check(c) && (PyTuple_GET_SIZE(c) == 2 || PyTuple_GET_SIZE(c) == 3) &&
+                   PyCallable_Check(PyTuple_GET_ITEM(c, 0))) {
+            long calls = PyLong_AsLong(PyTuple_GET_ITEM(c, 1));
+            long per = PyTuple_GET_SIZE(c) == 3 ? PyLong_AsLong(PyTuple_GET_ITEM(c, 2)) : 1;
+            if (PyErr_Occurred())
+                goto done;
+            if (calls < 1 || calls > INT32_MAX || per < 1 || calls % per != 0) {
+                PyErr_Format(PyExc_ValueError, "candidates[%zd]: calls_per_sample must be >= 1 and a multiple of "
+                             "calls_per_invocation (>= 1)", i);
                 goto done;
             }
-            cands[i] = (ab_timed){py_enqueue, &pys[i], pys[i].calls};
+            pys[i].fn = PyTuple_GET_ITEM(c, 0);
+            pys[i].calls = (int)(calls / per);
+            cands[i] = (ab_timed){py_enqueue, &pys[i], (int)calls};
         } else {
             PyErr_Format(PyExc_TypeError, "candidates[%zd] must be a Launch or a (callable, calls_per_sample) pair", i);
             goto done;

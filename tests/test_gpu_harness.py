@@ -139,6 +139,19 @@ def test_timer_measures_sm_clock_and_interleaves():
     assert len(calls) >= n  # warm-up calls and one per round
 
 
+def test_graph_replay_counts_as_many_calls():
+    import torch
+    s = torch.cuda.Stream()
+    q = torch.randn(1, 8, 512, 64, device="cuda", dtype=torch.float16)
+    call = lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)  # noqa: E731
+    replay = attnbench.sdpa.capture_graph(call, 20, s)
+    with torch.cuda.stream(s):
+        hot = attnbench._core.time([(call, 20)], s.cuda_stream, 0, "hot", max_seconds=0.2)
+        graph = attnbench._core.time([(replay, 20, 20)], s.cuda_stream, 0, "graph", max_seconds=0.2)
+    h, g = np.median(hot["times"][0]), np.median(graph["times"][0])
+    assert 0.3 * h < g < 1.5 * h, (h, g)  # one replay is 20 calls, not one
+
+
 def test_python_exception_in_candidate_propagates():
     import torch
 

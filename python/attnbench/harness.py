@@ -135,7 +135,7 @@ class _Candidate:
 
 
 def _callable_candidate(bind, sets, calls, mode, stream):
-    """(callable, calls_per_sample) for the C timer, rotating over the input sets."""
+    """(callable, calls_per_sample, calls_per_invocation) for the C timer, rotating over the input sets."""
     fns = [bind(s) for s in sets]
     if mode == "graph":
         state = {"i": 0}
@@ -143,13 +143,13 @@ def _callable_candidate(bind, sets, calls, mode, stream):
         def one():
             fns[state["i"] % len(fns)]()
             state["i"] += 1
-        return (sdpa.capture_graph(one, calls, stream), calls)
+        return (sdpa.capture_graph(one, calls, stream), calls, calls)  # one replay makes every call
     state = {"i": 0}
 
     def step():
         fns[state["i"]]()
         state["i"] = (state["i"] + 1) % len(fns)
-    return (step, calls)
+    return (step, calls, 1)
 
 
 def _error(out_host, truth):
