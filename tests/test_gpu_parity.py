@@ -178,3 +178,34 @@ def test_numpy_inputs_are_copied():
     ref = attnbench.reference_attention(q, q, q, causal=True)
     assert np.abs(o - ref).max() < 4e-3
     assert np.array_equal(q, q0)
+
+
+def test_cupy_tensors_in_and_out():
+    cupy = pytest.importorskip("cupy")
+    import torch
+    q = cupy.random.standard_normal((1, 2, 40, 64), dtype=cupy.float32).astype(cupy.float16)
+    o = attnbench.attention(q, q, q, causal=True, impl="naive")
+    assert isinstance(o, cupy.ndarray) and o.shape == q.shape
+    tq = torch.from_dlpack(q)
+    truth = _truth(tq, tq, tq, True)
+    err = (torch.from_dlpack(o).float() - truth).abs().max().item()
+    assert err < 4e-3
+
+
+def test_jax_inputs_with_a_torch_output():
+    import os
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave the GPU's memory to torch
+    jnp = pytest.importorskip("jax.numpy")
+    jax = pytest.importorskip("jax")
+    import torch
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("JAX sees no GPU")
+    q = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((1, 2, 40, 64)), dtype=jnp.bfloat16),
+                       jax.devices("gpu")[0])
+    jax.block_until_ready(q)
+    out = torch.empty(1, 2, 40, 64, device="cuda", dtype=torch.bfloat16)
+    attnbench.attention(q, q, q, impl="naive", out=out)
+    torch.cuda.synchronize()
+    tq = torch.from_dlpack(q)
+    truth = _truth(tq, tq, tq, False)
+    assert (out.float() - truth).abs().max().item() < 2e-2
