@@ -15,9 +15,7 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import triton.testing
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils import benchmark as tbench
 
 import attnbench

@@ -1,12 +1,10 @@
 """Tests of attnbench.gate (check_close, speedup_gate, regression_gate, verdict) and their C core."""
 import doctest
-import math
-import os
 import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -14,6 +12,7 @@ import attnbench
 import attnbench.gate
 from attnbench import _core, check_close, regression_gate, speedup_gate, verdict
 from attnbench.gate import VERDICT_THRESHOLDS
+from support import FUZZ, HAS_STATM, assert_no_growth, ignore_errors, junk, result_or_error
 
 NAN, INF = float("nan"), float("inf")
 
@@ -384,47 +383,13 @@ def test_full_must_be_bool():
 
 # ---- fuzzing -------------------------------------------------------------------------------
 
-_scalars = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 50),
-    st.sampled_from([2**63, 2**64, -(2**63), 10**400, 1e308, -1e308, 5e-324, -0.0]),
-    st.booleans(), st.complex_numbers(allow_nan=True), st.text(max_size=3), st.none(),
-)
-_dtypes = st.sampled_from([np.int8, np.int64, np.uint64, np.float16, np.float32, np.float64, np.longdouble,
-                           np.complex128, np.bool_, "U3", object])
-_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
-
-
-@st.composite
-def junk(draw):
-    """Arrays of random dtype and shape (NaN, Inf, extremes included), lists and scalars."""
-    kind = draw(st.sampled_from(["array", "array", "list", "scalar"]))
-    if kind == "scalar":
-        return draw(_scalars)
-    if kind == "list":
-        return draw(st.lists(_scalars, max_size=6))
-    dtype = draw(_dtypes)
-    if dtype is object:
-        return draw(hnp.arrays(object, draw(_shapes), elements=_scalars))
-    return draw(hnp.arrays(dtype, draw(_shapes)))
-
-
-def _result_or_error(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except (TypeError, ValueError):
-        return None
-
-
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
 @FUZZ
 @given(out=junk(), ref=junk(), atol=junk(), rtol=junk())
 def test_fuzz_check_close(out, ref, atol, rtol):
     for mod in (attnbench, _core):
-        _result_or_error(mod.check_close, out, ref, atol, rtol)
-        _result_or_error(mod.check_close, out, out, 0.0, 0.0)
-        r = _result_or_error(mod.check_close, out, ref, 1e-3, 1e-3)
+        result_or_error(mod.check_close, out, ref, atol, rtol)
+        result_or_error(mod.check_close, out, out, 0.0, 0.0)
+        r = result_or_error(mod.check_close, out, ref, 1e-3, 1e-3)
         if r is not None:
             assert r["passed"] == (r["mismatches"] == 0)
 
@@ -433,30 +398,16 @@ def test_fuzz_check_close(out, ref, atol, rtol):
 @given(a=junk(), b=junk(), threshold=junk(), confidence=junk(), seed=junk(), speedup=junk())
 def test_fuzz_speed_gates_and_verdict(a, b, threshold, confidence, seed, speedup):
     for mod in (attnbench, _core):
-        _result_or_error(mod.speedup_gate, a, b, resamples=20)
-        _result_or_error(mod.speedup_gate, T, T, threshold, confidence, 20, seed)
-        _result_or_error(mod.regression_gate, a, b, resamples=20)
-        _result_or_error(mod.regression_gate, T, T, threshold, confidence, 20, seed)
-        _result_or_error(mod.verdict, speedup)
+        result_or_error(mod.speedup_gate, a, b, resamples=20)
+        result_or_error(mod.speedup_gate, T, T, threshold, confidence, 20, seed)
+        result_or_error(mod.regression_gate, a, b, resamples=20)
+        result_or_error(mod.regression_gate, T, T, threshold, confidence, 20, seed)
+        result_or_error(mod.verdict, speedup)
 
 
 # ---- memory ---------------------------------------------------------------------------------
 
-def _rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _ignore_errors(fn):
-    def call():
-        try:
-            fn()
-        except (TypeError, ValueError):
-            pass
-    return call
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc/self/statm")
+@pytest.mark.skipif(not HAS_STATM, reason="needs Linux /proc/self/statm")
 def test_memory_stable_over_repeated_calls():
     # float16 arrays make check_close's iterator allocate cast buffers and
     # float32 times make the core copy them: a leak per call would be tens of
@@ -474,21 +425,16 @@ def test_memory_stable_over_repeated_calls():
         lambda: speedup_gate(t32, t64, resamples=5),
         lambda: _core.regression_gate(t32, t64, 0.02, 0.95, 5, 1),
         lambda: verdict(1.3),
-        _ignore_errors(lambda: _core.check_close(out16, ref[:-1], 0.0, 0.0)),
-        _ignore_errors(lambda: _core.check_close(out16, ref, -1.0, 0.0)),
-        _ignore_errors(lambda: _core.check_close(out16.astype(np.int16), ref, 0.0, 0.0)),
-        _ignore_errors(lambda: _core.speedup_gate(t32, -t32)),
-        _ignore_errors(lambda: _core.speedup_gate(t32, t64, threshold=-1.0)),
-        _ignore_errors(lambda: _core.regression_gate(t32, t64, tolerance=2.0)),
-        _ignore_errors(lambda: _core.regression_gate(t32, t64, seed=2**64)),
-        _ignore_errors(lambda: _core.verdict(NAN)),
+        ignore_errors(lambda: _core.check_close(out16, ref[:-1], 0.0, 0.0)),
+        ignore_errors(lambda: _core.check_close(out16, ref, -1.0, 0.0)),
+        ignore_errors(lambda: _core.check_close(out16.astype(np.int16), ref, 0.0, 0.0)),
+        ignore_errors(lambda: _core.speedup_gate(t32, -t32)),
+        ignore_errors(lambda: _core.speedup_gate(t32, t64, threshold=-1.0)),
+        ignore_errors(lambda: _core.regression_gate(t32, t64, tolerance=2.0)),
+        ignore_errors(lambda: _core.regression_gate(t32, t64, seed=2**64)),
+        ignore_errors(lambda: _core.verdict(NAN)),
     ]
-    for i in range(500):
-        calls[i % len(calls)]()
-    before = _rss_bytes()
-    for i in range(10_000):
-        calls[i % len(calls)]()
-    assert _rss_bytes() - before < 8 << 20
+    assert_no_growth(calls)
     assert (sys.getrefcount(ref), sys.getrefcount(t64)) == refs
 
 

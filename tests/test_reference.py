@@ -1,7 +1,6 @@
 """Tests of attnbench.reference_attention (csrc/reference.c) against NumPy."""
 import doctest
 import gc
-import os
 import sys
 import threading
 import time
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 import attnbench
 import attnbench.reference
 from attnbench import _core, reference_attention
+from support import HAS_STATM, assert_no_growth
 
 # Two float64 computations of the same row that differ only in summation
 # order agree to a few ulps of the largest term; 1e-12 leaves three orders of
@@ -426,11 +426,6 @@ def test_fuzz_returns_a_result_or_a_clean_error(problem, causal, scale, return_l
 # --- resources ------------------------------------------------------------
 
 
-def _resident_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def _one_call_of_each_path(i, q, k, v, q16):
     paths = (
         lambda: reference_attention(q, k, v, causal=True, return_lse=True),
@@ -447,7 +442,7 @@ def _one_call_of_each_path(i, q, k, v, q16):
         pass
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm")
+@pytest.mark.skipif(not HAS_STATM, reason="needs Linux /proc/self/statm")
 def test_repeated_calls_do_not_grow_memory():
     # Each call touches ~16 KiB arrays, so a leak on any one path would grow
     # the ~1,400 calls of that path by 20 MiB or more; 8 MiB is the slack
@@ -455,15 +450,9 @@ def test_repeated_calls_do_not_grow_memory():
     rng = np.random.default_rng(19)
     q, k, v = random_problem(rng, 1, 2, 1, 32, 32, 32, 32)
     q16 = q.astype(np.float16)
-    for i in range(1000):
-        _one_call_of_each_path(i, q, k, v, q16)
     gc.collect()
-    before = _resident_bytes()
-    for i in range(10_000):
-        _one_call_of_each_path(i, q, k, v, q16)
-    gc.collect()
-    grown = _resident_bytes() - before
-    assert grown < 8 * 2**20, f"resident memory grew by {grown / 2**20:.1f} MiB"
+    calls = [lambda i=i: _one_call_of_each_path(i, q, k, v, q16) for i in range(7)]
+    assert_no_growth(calls, warmup=1000)
 
 
 def test_no_references_leak_to_the_inputs():

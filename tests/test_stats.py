@@ -7,7 +7,6 @@ stream cannot be sharp.
 """
 import doctest
 import math
-import os
 import sys
 import threading
 import time
@@ -15,13 +14,13 @@ import time
 import numpy as np
 import pytest
 import scipy.stats
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import attnbench
 import attnbench.stats
 from attnbench import _core, bootstrap_ci, ratio_ci, summarize
+from support import FUZZ, HAS_STATM, assert_no_growth, ignore_errors, junk, result_or_error
 
 REL = 1e-12  # summaries are computed in double; NumPy sums pairwise, we sum compensated
 
@@ -307,49 +306,15 @@ def test_bool_samples_refused_by_public_api():
 
 # ---- fuzzing: any input gives a result or TypeError/ValueError -----------------
 
-_scalars = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 50),
-    st.sampled_from([2**63, 2**64, -(2**63), 10**400, 1e308, -1e308, 5e-324, -0.0]),
-    st.booleans(), st.complex_numbers(allow_nan=True), st.text(max_size=3), st.none(),
-)
-_dtypes = st.sampled_from([np.int8, np.int64, np.uint64, np.float16, np.float32, np.float64, np.longdouble,
-                           np.complex128, np.bool_, "U3", object])
-_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
-
-
-@st.composite
-def junk(draw):
-    """Arrays of random dtype and shape (NaN, Inf, extremes included), lists and scalars."""
-    kind = draw(st.sampled_from(["array", "array", "list", "scalar"]))
-    if kind == "scalar":
-        return draw(_scalars)
-    if kind == "list":
-        return draw(st.lists(_scalars, max_size=6))
-    dtype = draw(_dtypes)
-    if dtype is object:
-        return draw(hnp.arrays(object, draw(_shapes), elements=_scalars))
-    return draw(hnp.arrays(dtype, draw(_shapes)))
-
-
-def _expect_result_or_error(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except (TypeError, ValueError):
-        return None
-
-
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
 @FUZZ
 @given(samples=junk(), quantiles=junk())
 def test_fuzz_summarize(samples, quantiles):
     for mod in (attnbench, _core):
-        r = _expect_result_or_error(mod.summarize, samples)
+        r = result_or_error(mod.summarize, samples)
         if r is not None:
             assert r["min"] <= r["median"] <= r["max"]
-        _expect_result_or_error(mod.summarize, samples, quantiles)
-        _expect_result_or_error(mod.summarize, [1.0, 2.0], quantiles)
+        result_or_error(mod.summarize, samples, quantiles)
+        result_or_error(mod.summarize, [1.0, 2.0], quantiles)
 
 
 @FUZZ
@@ -357,41 +322,18 @@ def test_fuzz_summarize(samples, quantiles):
        confidence=junk(), resamples=junk(), seed=junk())
 def test_fuzz_bootstrap(samples, other, statistic, confidence, resamples, seed):
     for mod in (attnbench, _core):
-        r = _expect_result_or_error(mod.bootstrap_ci, samples, resamples=20)
+        r = result_or_error(mod.bootstrap_ci, samples, resamples=20)
         if r is not None:
             assert r[1] <= r[2]
-        _expect_result_or_error(mod.bootstrap_ci, GOOD, statistic, confidence, 20, seed)
-        _expect_result_or_error(mod.bootstrap_ci, GOOD, "mean", 0.9, resamples, 0)
-        _expect_result_or_error(mod.ratio_ci, samples, other, resamples=20)
-        _expect_result_or_error(mod.ratio_ci, GOOD, samples, confidence, 20, seed)
+        result_or_error(mod.bootstrap_ci, GOOD, statistic, confidence, 20, seed)
+        result_or_error(mod.bootstrap_ci, GOOD, "mean", 0.9, resamples, 0)
+        result_or_error(mod.ratio_ci, samples, other, resamples=20)
+        result_or_error(mod.ratio_ci, GOOD, samples, confidence, 20, seed)
 
 
 # ---- memory: repeated calls, successes and errors, do not grow RSS --------------
 
-def _rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _assert_no_growth(calls, repeats=10_000, slack=8 << 20):
-    for i in range(500):  # warm-up: caches, interned objects, allocator pools
-        calls[i % len(calls)]()
-    before = _rss_bytes()
-    for i in range(repeats):
-        calls[i % len(calls)]()
-    assert _rss_bytes() - before < slack
-
-
-def _ignore_errors(fn):
-    def call():
-        try:
-            fn()
-        except (TypeError, ValueError):
-            pass
-    return call
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc/self/statm")
+@pytest.mark.skipif(not HAS_STATM, reason="needs Linux /proc/self/statm")
 def test_memory_stable_over_repeated_calls():
     # 1000-sample float32 inputs make the core convert (copy) them: a leaked
     # copy per call would be 80 MB over the run.  float64 inputs are used
@@ -407,15 +349,15 @@ def test_memory_stable_over_repeated_calls():
         lambda: bootstrap_ci(x32, resamples=5),
         lambda: _core.bootstrap_ci(x32, "mean", 0.9, 5, 3),
         lambda: _core.ratio_ci(x32, x, resamples=5),
-        _ignore_errors(lambda: _core.summarize(bad)),
-        _ignore_errors(lambda: _core.summarize(x32, (0.5, 2.0))),
-        _ignore_errors(lambda: _core.bootstrap_ci(x32, "mode")),
-        _ignore_errors(lambda: _core.bootstrap_ci(x, "median", 0.9, 0)),
-        _ignore_errors(lambda: _core.ratio_ci(x32, -x32)),
-        _ignore_errors(lambda: _core.ratio_ci(x32, x32, seed=-1)),
-        _ignore_errors(lambda: bootstrap_ci(bad)),
+        ignore_errors(lambda: _core.summarize(bad)),
+        ignore_errors(lambda: _core.summarize(x32, (0.5, 2.0))),
+        ignore_errors(lambda: _core.bootstrap_ci(x32, "mode")),
+        ignore_errors(lambda: _core.bootstrap_ci(x, "median", 0.9, 0)),
+        ignore_errors(lambda: _core.ratio_ci(x32, -x32)),
+        ignore_errors(lambda: _core.ratio_ci(x32, x32, seed=-1)),
+        ignore_errors(lambda: bootstrap_ci(bad)),
     ]
-    _assert_no_growth(calls)
+    assert_no_growth(calls)
     assert (sys.getrefcount(x), sys.getrefcount(x32)) == refs
 
 
