@@ -26,6 +26,7 @@ def test_import_makes_no_cuda_call_and_lists_kernels():
     (dict(shape=(1, 4, 8, 64), scale=float("nan")), ValueError, "scale"),
     (dict(shape=(1, 4, 8, 64), backends=("flash", "flash")), ValueError, "duplicates"),
     (dict(shape=(1, 4, 8, 64), mode="lukewarm"), ValueError, "mode"),
+    (dict(shape=(1, 4, 8, 64), backends=("flash",), reference="cudnn"), ValueError, "reference"),
     (dict(shape=(1, 4, 8, 64), seed=-1), ValueError, "seed"),
     (dict(shape=(1, 4, 8, 64), impl=3), TypeError, "impl"),
 ])

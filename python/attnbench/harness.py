@@ -195,7 +195,7 @@ def _held_stream_check(cand, q, k, v, out, stream, handle, device, wait_s):
 
 
 def run(shape, impl="auto", dtype="bf16", causal=False, backends=("default", "flash", "efficient", "cudnn"),
-        mode="cold", seed=0, *, Sk=None, Hkv=None, scale=None, config=None, reference="default", device=0,
+        mode="cold", seed=0, *, Sk=None, Hkv=None, scale=None, config=None, reference=None, device=0,
         max_seconds=2.0, min_samples=20, target_noise=0.005, blocking=True, threshold=0.95, confidence=0.95):
     """Check a kernel against fp64/fp32 truth, then time it against PyTorch SDPA.
 
@@ -224,8 +224,9 @@ def run(shape, impl="auto", dtype="bf16", causal=False, backends=("default", "fl
         Softmax scale, default 1/sqrt(D).
     config : str, optional
         The kernel's tunable config.
-    reference : str
-        The backend the speedup gate compares with.
+    reference : str, optional
+        The backend the speedup gate compares with: by default 'default' when
+        it is among `backends`, else the first of them.
     max_seconds, min_samples, target_noise, blocking
         The C timer's stopping rule: stop when every candidate's relative noise
         of the median is below target_noise (after min_samples), or after
@@ -248,9 +249,9 @@ def run(shape, impl="auto", dtype="bf16", causal=False, backends=("default", "fl
     dtype = _dtype(dtype)
     causal = api._check_flag(causal, "causal")
     scale = api._check_scale(scale)
-    backends = _backends(backends, reference if reference in (backends or ()) else None)
-    if reference not in backends:
-        reference = backends[0] if backends else None
+    backends = _backends(backends, reference)
+    if reference is None and backends:
+        reference = "default" if "default" in backends else backends[0]
     if mode not in ("cold", "hot", "graph"):
         raise ValueError(f"mode must be 'cold', 'hot' or 'graph', got {mode!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -271,9 +272,10 @@ def run(shape, impl="auto", dtype="bf16", causal=False, backends=("default", "fl
                             stream, handle, device)
             timing = None
             if checks["passed"]:
-                timing = _time(cand, checks, (B, Hq, Hkv, Sq, Sk, D), dtype, causal, backends, mode, seed, dev,
-                               stream, handle, device, dict(max_seconds=max_seconds, min_samples=min_samples,
-                                                            target_noise=target_noise, blocking=blocking))
+                timing = _time(cand, checks, (B, Hq, Hkv, Sq, Sk, D), dtype, causal, eff_scale, backends, mode,
+                               seed, dev, stream, handle, device,
+                               dict(max_seconds=max_seconds, min_samples=min_samples, target_noise=target_noise,
+                                    blocking=blocking))
     return _result(cand, checks, timing, (B, Hq, Hkv, Sq, Sk, D), dtype, causal, eff_scale, backends, reference,
                    mode, seed, device, threshold, confidence, time.perf_counter() - t_start)
 
@@ -351,7 +353,7 @@ def _rotation(dims, dtype, mode, dev):
     return n, max(n, MIN_CALLS_PER_SAMPLE)
 
 
-def _time(cand, checks, dims, dtype, causal, backends, mode, seed, dev, stream, handle, device, opts):
+def _time(cand, checks, dims, dtype, causal, scale, backends, mode, seed, dev, stream, handle, device, opts):
     B, Hq, Hkv, Sq, Sk, D = dims
     n_sets, calls = _rotation(dims, dtype, mode, dev)
     sets = []
@@ -368,13 +370,9 @@ def _time(cand, checks, dims, dtype, causal, backends, mode, seed, dev, stream, 
     post = None
     if mode == "cold":
         q, k, v, out = sets[0]
-        truth, _ = _truth(q, k, v, causal, checks_scale(cand, D))
+        truth, _ = _truth(q, k, v, causal, scale)
         post = _error(sdpa.to_numpy(out), truth)
     return {"raw": raw, "names": ["candidate"] + supported, "n_sets": n_sets, "calls": calls, "post": post}
-
-
-def checks_scale(cand, D):
-    return cand.scale if cand.scale is not None else 1.0 / math.sqrt(D)
 
 
 def _result(cand, checks, timing, dims, dtype, causal, scale, backends, reference, mode, seed, device, threshold,

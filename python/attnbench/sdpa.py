@@ -89,7 +89,7 @@ def _backend_context(backend):
     return sdpa_kernel([which])
 
 
-def sdpa_call(backend, q, k, v, causal, scale, out_dtype=None):
+def sdpa_call(backend, q, k, v, causal, scale):
     """A zero-argument callable running SDPA `backend` on q, k, v; returns the output."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
