@@ -12,7 +12,7 @@ IMPL_ENV = "ATTNBENCH_IMPL"
 # impl="auto": the kernels tried in this order, the first that supports the
 # case wins.  The order is measured speed on the H200 (benchmarks/NOTES.md,
 # kernels_grid.py: mma beats cublas and the hybrids on all 36 grid cases, by
-# 1.5x to 12x); `naive` is last because it is the oracle, not a fast path.
+# 1.4x to 9x); `naive` is last because it is the oracle, not a fast path.
 AUTO_ORDER = ("wgmma", "mma", "cublas", "hybrid_pv", "hybrid_qk", "naive")
 
 
