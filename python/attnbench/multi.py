@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
-import queue
 import socket
 import sys
 import threading
@@ -34,8 +34,6 @@ from .grid import Case, load_grid, parse_shard
 from .report import Entry, Report, _write, merge
 from .result import Result
 
-#: While waiting for results the pool looks this often whether its workers are still alive.
-POLL_S = 0.5
 #: Rank 0 looks for the other ranks' completion markers this often ...
 GATHER_POLL_S = 1.0
 #: ... for at most this long after finishing its own shard (ranks get equal shares, so an hour
@@ -194,22 +192,22 @@ def sweep(grid, runner=None, progress=None, *, gpus=None, device=0, shard=None, 
 
 # ---- the worker pool -------------------------------------------------------------------------
 
-def _worker(device, jobs, runner, timing, shard_label, out):
-    """One GPU's worker: measure `jobs` [(index, case dict)] on `device`; report each case to `out`.
+def _worker(device, jobs, runner, timing, shard_label, conn):
+    """One GPU's worker: measure `jobs` [(index, case dict)] on `device`, sending each case down `conn`.
 
-    Messages: ("case", device, entry dict), ("fatal", device, exception type, message), ("done", device).
+    Messages: ("case", entry dict) per case, ("fatal", exception type, message) if it cannot go on;
+    the connection closes when the worker ends, which is how the parent knows.
     """
     try:
         if runner is None:
             check_environment(device)
             runner = harness.run
         for index, case in jobs:
-            out.put(("case", device, _measure(index, Case.from_dict(case), runner, timing, device,
-                                              shard_label).to_dict()))
+            conn.send(("case", _measure(index, Case.from_dict(case), runner, timing, device, shard_label).to_dict()))
     except Exception as e:  # noqa: BLE001 -- travels to the parent, which re-raises it
-        out.put(("fatal", device, type(e).__name__, str(e)))
+        conn.send(("fatal", type(e).__name__, str(e)))
     finally:
-        out.put(("done", device))
+        conn.close()
 
 
 class _ThreadWorker(threading.Thread):
@@ -219,10 +217,12 @@ class _ThreadWorker(threading.Thread):
 def run_pool(grid, indices, devices, runner, shard_label, workers, on_entry=None):
     """Measure grid.cases[i] for i in `indices`, GPU devices[j] taking indices[j::len(devices)].
 
-    Returns the entries in the order of `indices`.  A worker's failure to
-    start is re-raised here (after the others finish), its type kept for
-    RuntimeError/ImportError/ValueError/TypeError; a worker that dies leaves
-    error entries for the cases it did not report.
+    Each worker has its own pipe; a pipe's send is written through at once,
+    so what a worker measured before it died still arrives, and its end of
+    the pipe closing tells that it ended.  Returns the entries in the order
+    of `indices`.  A worker's failure to start is re-raised here (after the
+    others finish), its type kept for RuntimeError/ImportError/ValueError/
+    TypeError; the cases a worker never reported (it died) are error entries.
     """
     jobs = {d: [(i, grid.cases[i].to_dict()) for i in indices[j::len(devices)]] for j, d in enumerate(devices)}
     if workers == "process":
@@ -233,49 +233,48 @@ def run_pool(grid, indices, devices, runner, shard_label, workers, on_entry=None
                 raise ValueError(f"a runner for worker processes must be picklable (a module-level function); "
                                  f"use workers='thread' for this one ({e})") from None
         ctx = multiprocessing.get_context("spawn")
-        out = ctx.Queue()
-        procs = {d: ctx.Process(target=_worker, args=(d, jobs[d], runner, grid.timing, shard_label, out),
-                                name=f"attnbench-gpu{d}", daemon=True) for d in devices}
+        make = ctx.Process
     else:
-        out = queue.Queue()
-        procs = {d: _ThreadWorker(target=_worker, args=(d, jobs[d], runner, grid.timing, shard_label, out),
-                                  name=f"attnbench-gpu{d}", daemon=True) for d in devices}
-    for p in procs.values():
-        p.start()
-    got, done, fatal, seen_dead = {}, set(), [], set()
-    while len(done) < len(procs):
-        try:
-            msg = out.get(timeout=POLL_S)
-        except queue.Empty:
-            for d, p in procs.items():
-                if d in done or p.is_alive():
-                    continue
-                if d in seen_dead:  # dead, and a whole poll without a message from it: it is gone
-                    done.add(d)
-                    why = f"the worker on GPU {d} exited (code {p.exitcode}) before measuring this case"
-                    for i, case in jobs[d]:
-                        if i not in got:
-                            got[i] = Entry(i, grid.cases[i], error=why, device=d, shard=shard_label)
-                            if on_entry:
-                                on_entry(got[i])
-                seen_dead.add(d)
-            continue
-        kind, d = msg[0], msg[1]
-        if kind == "case":
-            entry = Entry.from_dict(msg[2], grid, f"worker on GPU {d}")
-            got[entry.index] = entry
-            if on_entry:
-                on_entry(entry)
-        elif kind == "fatal":
-            fatal.append((d, msg[2], msg[3]))
-        else:
-            done.add(d)
+        ctx, make = multiprocessing, _ThreadWorker
+    procs, conns = {}, {}
+    for d in devices:
+        recv, send = ctx.Pipe(duplex=False)
+        procs[d] = make(target=_worker, args=(d, jobs[d], runner, grid.timing, shard_label, send),
+                        name=f"attnbench-gpu{d}", daemon=True)
+        procs[d].start()
+        if workers == "process":
+            send.close()  # the child holds its own copy; ours must go for its exit to show as EOF
+        conns[recv] = d
+    got, fatal = {}, []
+    while conns:
+        for conn in multiprocessing.connection.wait(list(conns)):
+            d = conns[conn]
+            try:
+                msg = conn.recv()
+            except EOFError:
+                conn.close()
+                del conns[conn]
+                continue
+            if msg[0] == "case":
+                entry = Entry.from_dict(msg[1], grid, f"worker on GPU {d}")
+                got[entry.index] = entry
+                if on_entry:
+                    on_entry(entry)
+            else:
+                fatal.append((d, msg[1], msg[2]))
     for p in procs.values():
         p.join(timeout=5.0)
     if fatal:
         d, name, message = fatal[0]
         more = f" (and {len(fatal) - 1} more worker(s))" if len(fatal) > 1 else ""
         raise _REBUILT.get(name, RuntimeError)(f"GPU {d}: {message}{more}")
+    for d, p in procs.items():  # cases a worker never reported: it died or stopped early
+        why = f"the worker on GPU {d} stopped (exit code {p.exitcode}) before measuring this case"
+        for i, _ in jobs[d]:
+            if i not in got:
+                got[i] = Entry(i, grid.cases[i], error=why, device=d, shard=shard_label)
+                if on_entry:
+                    on_entry(got[i])
     return [got[i] for i in indices]
 
 
