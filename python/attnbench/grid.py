@@ -57,7 +57,8 @@ GRID_DTYPES = ("float16", "bfloat16")
 SHORT_DTYPE = {"float16": "fp16", "bfloat16": "bf16"}
 SHAPE_KEYS = ("B", "H", "S", "D", "Sk", "Hkv")
 
-_RUN_DEFAULTS = {k: p.default for k, p in inspect.signature(harness.run).parameters.items()
+#: attnbench.run's defaults, read from its signature (never retyped).
+RUN_DEFAULTS = {k: p.default for k, p in inspect.signature(harness.run).parameters.items()
                  if p.default is not inspect.Parameter.empty}
 
 TOP_KEYS = ("name", "description", "backends", "reference", "timing", "matrix", "case")
@@ -100,7 +101,7 @@ TIMING_CHECKS = {
     "threshold": lambda v: _check_real(v, 0.0, lo_open=True),
     "confidence": lambda v: _check_real(v, 0.0, 1.0, lo_open=True),
 }
-TIMING_DEFAULTS = {k: _RUN_DEFAULTS[k] for k in TIMING_CHECKS}
+TIMING_DEFAULTS = {k: RUN_DEFAULTS[k] for k in TIMING_CHECKS}
 
 
 class _Source:
@@ -323,7 +324,7 @@ def _backends(v, src, key):
 
 def _reference(ref, backends, src, key):
     if ref is None:
-        return _RUN_DEFAULTS["reference"] if _RUN_DEFAULTS["reference"] in backends else backends[0]
+        return RUN_DEFAULTS["reference"] if RUN_DEFAULTS["reference"] in backends else backends[0]
     if ref not in backends:
         raise src.error(key, f"reference {ref!r} is not one of the backends {list(backends)}")
     return ref
@@ -408,7 +409,7 @@ def parse_grid(data, source="<grid>", default_name="grid"):
     if not isinstance(description, str):
         raise src.error("description", f"must be a string, got {description!r}")
     backends = (_backends(data["backends"], src, "backends") if "backends" in data
-                else tuple(_RUN_DEFAULTS["backends"]))
+                else tuple(RUN_DEFAULTS["backends"]))
     _reference(data.get("reference"), backends, src, "reference")  # each case resolves its own below
     timing = _timing(data.get("timing", {}), src)
     defaults = {"backends": backends, "reference": data.get("reference")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import html
+import inspect
 import io
 import json
 import math
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import sdpa
-from .gate import regression_gate, _C as _GATE
+from .gate import regression_gate
 from .grid import SHORT_DTYPE, Grid
 from .result import Candidate, Comparison, Result, _plain
 
@@ -34,6 +35,8 @@ REPORT_KIND = "attnbench.report"
 #: benchmarks/NOTES.md): what a tensor-core kernel reaches on that GPU when nothing but the
 #: matmul is done, drawn on the TFLOP/s plot as the roof attention kernels work under.
 MATMUL_CEILING_TFLOPS = 809.0
+#: compare()'s band: regression_gate's own default (csrc/gate.h), read from its signature.
+DEFAULT_TOLERANCE = inspect.signature(regression_gate).parameters["tolerance"].default
 #: Statuses compare() fails on: the kernel got slower, or a case the baseline timed is gone.
 FAILING = ("SLOW", "MISSING")
 PLOT_NOTE = "plots skipped: matplotlib is not installed (pip install 'attnbench[plot]')"
@@ -352,15 +355,17 @@ class Report:
                 f"GPUs: {gpus}; torch {sw['torch']}, CUDA {sw['torch_cuda']}, cuDNN {sw['cudnn']}; "
                 f"created {self.created}"]
 
-    def to_markdown(self, plots=None):
-        """The report as Markdown: headline, summary per kernel and backend, every case, problems."""
+    def to_markdown(self, plots=None, cases=True):
+        """The report as Markdown: headline, summary per kernel and backend, every case (unless
+        cases=False), problems, and the plots (file names) or the note saying why there are none."""
         lines = [f"# attnbench report: {self.grid.name}", "", *[ln + "  " for ln in self._context()], "",
                  f"**{self._headline()}.**", "", "## Summary per kernel and backend", "",
                  _md_table(*self._summary_table()), "",
                  "Speedup = backend median / kernel median (above 1: the kernel is faster); a win or a loss is a "
                  "case whose speedup CI lies wholly above or below 1; the gate asks for a median below the "
-                 "threshold times the reference's with the CI's upper bound below 1.", "",
-                 "## Cases", "", _md_table(*self._cases_table())]
+                 "threshold times the reference's with the CI's upper bound below 1."]
+        if cases:
+            lines += ["", "## Cases", "", _md_table(*self._cases_table())]
         problems = self._problems()
         if problems:
             lines += ["", "## Errors and correctness failures", ""]
@@ -663,7 +668,7 @@ def _ref_median(entry):
     return None if c is None else c.summary["median"]
 
 
-def compare(baseline, current, tolerance=_GATE["regression_tolerance"], seed=0):
+def compare(baseline, current, tolerance=DEFAULT_TOLERANCE, seed=0):
     """Case by case, did the kernel get faster or slower from `baseline` to `current`?
 
     Cases are matched by shape, dtype, mask and requested kernel (their key).
