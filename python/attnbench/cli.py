@@ -265,8 +265,9 @@ def cmd_sweep(a, runner):
         if a.gpus is not None or a.shard is not None:
             raise UsageError("under torchrun each rank takes its own shard on GPU LOCAL_RANK: drop --gpus and --shard")
         rank, world, local = ranks
+        progress = a.progress if a.progress is not None else (rank == 0 and sys.stdout.isatty())  # one bar, not N
         with _environment():
-            piece, merged = multi.sweep_ranked(grid, a.out, rank, world, local, runner=runner, progress=a.progress,
+            piece, merged = multi.sweep_ranked(grid, a.out, rank, world, local, runner=runner, progress=progress,
                                                timeout=a.gather_timeout, rid=multi.run_id())
         if merged is None:
             print(f"rank {rank} of {world}: {len(piece.entries)} cases written to "
