@@ -1,5 +1,6 @@
 """The attnbench command: every subcommand and exit code (0 passed, 1 gate failed, 2 usage, 3 environment),
 driven through main([...]) with a fake runner and a monkeypatched GPU/torch."""
+import doctest
 import json
 import os
 import subprocess
@@ -47,6 +48,10 @@ def _one_line(capsys, code_expected, argv, **kw):
     assert code == code_expected, err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     return err
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(cli).failed == 0
 
 
 # ---- usage and environment ------------------------------------------------------------------

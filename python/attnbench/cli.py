@@ -188,7 +188,7 @@ def main(argv=None, *, runner=None):
     Examples
     --------
     >>> from attnbench.cli import main
-    >>> main(["sweep", "--grid", "no-such-grid"])   # doctest: +SKIP
+    >>> main(["sweep", "--grid", "no-such-grid"])   # one line on stderr: no such file, and no preset
     2
     """
     parser = build_parser()
@@ -326,6 +326,7 @@ def cmd_gate(a, runner):
     steps.append(_gate_speedup(report, informational=a.save_baseline, skipped=a.no_speedup_gate))
     if a.save_baseline:
         if steps[0][1]:
+            os.makedirs(os.path.dirname(a.baseline) or ".", exist_ok=True)
             _write(a.baseline, report.to_json(samples=True))
             steps.append(("3. Baseline", True, [f"this run was written to `{a.baseline}` as the new baseline."]))
         else:

@@ -225,7 +225,14 @@ class Grid:
 
 
 def check_shard(k, n):
-    """(k, n) as ints with 1 <= k <= n, else ValueError."""
+    """(k, n) as ints with 1 <= k <= n, else ValueError.
+
+    Examples
+    --------
+    >>> from attnbench.grid import check_shard
+    >>> check_shard(1, 4)
+    (1, 4)
+    """
     if not (_is_int(k) and _is_int(n) and 1 <= k <= n):
         raise ValueError(f"shard must be K/N with integers 1 <= K <= N, got {k}/{n}")
     return k, n

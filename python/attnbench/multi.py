@@ -104,6 +104,12 @@ def devices_for(gpus, device=0):
     """The device indices a sweep uses: [device] for gpus=None, else the first N (or "all") GPUs.
 
     Raises RuntimeError when there is no GPU, ValueError when more are asked for than exist.
+
+    Examples
+    --------
+    >>> from attnbench.multi import devices_for
+    >>> devices_for(None, device=3)
+    [3]
     """
     if gpus is None:
         return [device]
@@ -115,7 +121,8 @@ def devices_for(gpus, device=0):
     if gpus != "all" and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
         raise ValueError(f"gpus must be 'all' or a positive integer, got {gpus!r}")
     if n == 0:
-        api.require_gpu(0)  # raises the no-device RuntimeError
+        api.require_gpu(0)  # raises the no-device RuntimeError, worded as everywhere else
+        raise RuntimeError("no CUDA device is visible to this process")
     if gpus == "all":
         return list(range(n))
     if gpus > n:
@@ -173,11 +180,11 @@ def sweep(grid, runner=None, progress=None, *, gpus=None, device=0, shard=None, 
     devices = devices_for(gpus, device)
     if workers not in ("process", "thread"):
         raise ValueError(f"workers must be 'process' or 'thread', got {workers!r}")
+    if len(devices) == 1 and runner is None:
+        check_environment(devices[0])
     bar = _Progress(len(indices), progress, f"{grid.name}" + (f" [{shard_label}]" if shard_label else ""))
     try:
         if len(devices) == 1:
-            if runner is None:
-                check_environment(devices[0])
             run = runner or harness.run
             entries = []
             for i in indices:
@@ -281,7 +288,14 @@ def run_pool(grid, indices, devices, runner, shard_label, workers, on_entry=None
 # ---- torchrun ranks ------------------------------------------------------------------------
 
 def torchrun_env(environ=None):
-    """(rank, world_size, local_rank) when started by torchrun (RANK and WORLD_SIZE set), else None."""
+    """(rank, world_size, local_rank) when started by torchrun (RANK and WORLD_SIZE set), else None.
+
+    Examples
+    --------
+    >>> from attnbench.multi import torchrun_env
+    >>> torchrun_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}), torchrun_env({})
+    ((3, 8, 3), None)
+    """
     environ = os.environ if environ is None else environ
     if "RANK" not in environ or "WORLD_SIZE" not in environ:
         return None

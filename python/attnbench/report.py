@@ -166,9 +166,6 @@ class Report:
         """True when the entries are every case of the grid, each once."""
         return sorted(e.index for e in self.entries) == list(range(len(self.grid)))
 
-    def entry(self, key):
-        return next((e for e in self.entries if e.case.key == key), None)
-
     # ---- summaries ---------------------------------------------------------------------
 
     def totals(self):
@@ -261,6 +258,8 @@ class Report:
         shard = d.get("shard")
         entries, seen = [], set()
         for e in d.get("entries", []):
+            if not isinstance(e, dict):
+                raise ValueError(f"{where}: entries: each entry must be an object, got {type(e).__name__}")
             entry = Entry.from_dict(e, grid, where)
             if entry.index in seen:
                 raise ValueError(f"{where}: entries: case {entry.index} ({entry.case.key}) appears twice")
@@ -687,12 +686,22 @@ def compare(baseline, current, tolerance=DEFAULT_TOLERANCE, seed=0):
     -------
     CompareResult
         ``rows``, ``counts``, ``passed`` (no SLOW, no MISSING), ``to_markdown()``.
+
+    Examples
+    --------
+    >>> import attnbench
+    >>> from attnbench.report import Report, compare
+    >>> g = attnbench.load_grid("mission")
+    >>> c = compare(Report(g, []), Report(g, []))   # normally: Report.load("old.json"), Report.load("new.json")
+    >>> c.passed, c.counts["SLOW"]
+    (True, 0)
     """
     rows = []
+    old_by, new_by = ({e.case.key: e for e in r.entries} for r in (baseline, current))
     keys = [e.case.key for e in sorted(baseline.entries, key=lambda e: e.index)]
-    keys += [e.case.key for e in sorted(current.entries, key=lambda e: e.index) if baseline.entry(e.case.key) is None]
+    keys += [e.case.key for e in sorted(current.entries, key=lambda e: e.index) if e.case.key not in old_by]
     for key in keys:
-        old_e, new_e = baseline.entry(key), current.entry(key)
+        old_e, new_e = old_by.get(key), new_by.get(key)
         old = _timed_kernel(old_e, baseline.label)
         new = _timed_kernel(new_e, current.label)
         row = CompareRow(key=key, status="",
