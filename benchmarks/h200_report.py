@@ -13,7 +13,6 @@ state (clocks, power, other work), the software versions or the harness differ f
 import argparse
 import math
 import os
-import re
 import sys
 
 import attnbench

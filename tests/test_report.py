@@ -46,7 +46,8 @@ def fake_result(shape=(1, 8, 512, 64), impl="mma", dtype="bfloat16", causal=Fals
                                            flops / np.median(t) / 1e12, 1.0, 0.001)
             ratio, lo, hi = attnbench.ratio_ci(kern, t)
             g = attnbench.speedup_gate(kern, t, threshold=threshold)
-            comps[b] = Comparison(f"sdpa:{b}", ratio, lo, hi, 1 / ratio, 1 / hi, 1 / lo, g, attnbench.verdict(1 / ratio))
+            comps[b] = Comparison(f"sdpa:{b}", ratio, lo, hi, 1 / ratio, 1 / hi, 1 / lo, g,
+                                  attnbench.verdict(1 / ratio))
     gate = comps[reference].gate["passed"] if reference in comps else None
     return Result(shape={"B": B, "Hq": H, "Hkv": Hkv, "Sq": S, "Sk": Sk, "D": D}, dtype=dtype, causal=causal,
                   scale=D ** -0.5, impl=impl, config=None, seed=0, flops=flops, bytes=1e6, candidates=cands,

@@ -187,7 +187,11 @@ class Grid:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def shard(self, k, n):
-        """The indices of shard k of n (1-based): every n-th case from the k-th, so each shard mixes short and long cases."""
+        """The indices of shard k of n (1-based): every n-th case from the k-th.
+
+        Interleaved rather than contiguous, so that each shard mixes short and long cases and the
+        shards take about the same time.
+        """
         k, n = check_shard(k, n)
         return [i for i in range(len(self.cases)) if i % n == k - 1]
 

@@ -628,10 +628,12 @@ class CompareResult:
         return not self.failures
 
     def to_markdown(self):
-        head = ["case", "kernel (old → new)", "old µs", "new µs", "new/old [CI]", "status", "SDPA ref new/old", "note"]
+        head = ["case", "kernel (old → new)", "old µs", "new µs", "new/old [CI]", "status", "SDPA ref new/old",
+                "note"]
         rows = []
         for r in self.rows:
-            kern = r.old_kernel if r.old_kernel == r.new_kernel else f"{r.old_kernel or DASH} → {r.new_kernel or DASH}"
+            kern = (r.old_kernel if r.old_kernel == r.new_kernel
+                    else f"{r.old_kernel or DASH} → {r.new_kernel or DASH}")
             ci = DASH if r.ratio is None else f"{r.ratio:.3f} [{r.low:.3f}, {r.high:.3f}]"
             rows.append([r.key, kern, _fmt(r.old_us, ".2f"), _fmt(r.new_us, ".2f"), ci,
                          f"**{r.status}**" if r.status in FAILING else r.status, _fmt(r.ref_ratio), r.note])
