@@ -14,6 +14,9 @@ from .reference import reference_attention  # noqa: E402
 from .api import attention, device_count, device_info, kernels  # noqa: E402
 from .harness import run  # noqa: E402
 from .result import Result  # noqa: E402
+from .grid import Grid, load_grid  # noqa: E402
+from .report import Report  # noqa: E402
+from .multi import sweep  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -23,4 +26,5 @@ __all__ = [
     "reference_attention",
     "attention", "kernels", "device_count", "device_info",
     "run", "Result",
+    "load_grid", "Grid", "sweep", "Report",
 ]
