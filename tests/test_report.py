@@ -33,6 +33,8 @@ def fake_result(shape=(1, 8, 512, 64), impl="mma", dtype="bfloat16", causal=Fals
     """A Result like run()'s: kernel median BASE_US, backend b's median BASE_US * speedups[b]."""
     B, H, S, D = shape
     Sk, Hkv = Sk or S, Hkv or H
+    if reference is None and backends:  # as run() picks it
+        reference = "default" if "default" in backends else backends[0]
     speedups = speedups or {b: 1.2 for b in backends}
     flops = 4.0 * B * H * S * Sk * D * (0.5 if causal else 1.0)
     kern = SPREAD * BASE_US * 1e-6 if kernel_samples is None else np.asarray(kernel_samples, dtype=float)
