@@ -164,15 +164,16 @@ typedef struct problem {
     int device, sm;
 } problem;
 
+/* `dlpack_stream`: the stream the tensors are wanted on (see tensor_py.h). */
 static int parse_problem(PyObject *q, PyObject *k, PyObject *v, PyObject *o, PyObject *lse, int causal,
-                         PyObject *scale, problem *p)
+                         PyObject *scale, long long dlpack_stream, problem *p)
 {
     ab_tensor tq, tk, tv, to, tl;
-    if (ab_tensor_from_object(q, "q", &tq) < 0 || ab_tensor_from_object(k, "k", &tk) < 0 ||
-        ab_tensor_from_object(v, "v", &tv) < 0 || ab_tensor_from_object(o, "out", &to) < 0)
+    if (ab_tensor_from_object(q, "q", dlpack_stream, &tq) < 0 || ab_tensor_from_object(k, "k", dlpack_stream, &tk) < 0 ||
+        ab_tensor_from_object(v, "v", dlpack_stream, &tv) < 0 || ab_tensor_from_object(o, "out", dlpack_stream, &to) < 0)
         return -1;
     int want_lse = lse != NULL && lse != Py_None;
-    if (want_lse && ab_tensor_from_object(lse, "lse", &tl) < 0)
+    if (want_lse && ab_tensor_from_object(lse, "lse", dlpack_stream, &tl) < 0)
         return -1;
     double s;
     if (scale == NULL || scale == Py_None) {
@@ -224,7 +225,7 @@ static PyObject *py_supports(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     const ab_kernel *kern = find_kernel(impl);
     problem p;
-    if (kern == NULL || parse_problem(q, k, v, o, lse, causal, scale, &p) < 0)
+    if (kern == NULL || parse_problem(q, k, v, o, lse, causal, scale, AB_DLPACK_NO_SYNC, &p) < 0)
         return NULL;
     ab_error err = {{0}};
     if (ab_kernel_supports(kern, &p.args, p.sm, &err) < 0)
@@ -253,7 +254,8 @@ static PyObject *py_attention(PyObject *self, PyObject *args, PyObject *kw)
     problem p;
     const ab_kernel *kern;
     int index;
-    if (parse_problem(q, k, v, o, lse, causal, scale, &p) < 0 || kernel_and_config(impl, config, &p, &kern, &index) < 0)
+    if (parse_problem(q, k, v, o, lse, causal, scale, ab_dlpack_stream(stream), &p) < 0 ||
+        kernel_and_config(impl, config, &p, &kern, &index) < 0)
         return NULL;
     ab_error err = {{0}};
     int rc;
@@ -373,7 +375,7 @@ static PyObject *launch_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         problem p;
         PyObject *lse = PyTuple_GET_SIZE(t) == 5 ? PyTuple_GET_ITEM(t, 4) : Py_None;
         if (parse_problem(PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2),
-                          PyTuple_GET_ITEM(t, 3), lse, causal, scale, &p) < 0)
+                          PyTuple_GET_ITEM(t, 3), lse, causal, scale, AB_DLPACK_NO_SYNC, &p) < 0)
             goto fail;
         if (i == 0) {
             if (kernel_and_config(impl, config, &p, &self->kernel, &self->config) < 0)
@@ -821,7 +823,7 @@ static PyObject *py_nan_scan(PyObject *self, PyObject *args)
     if (h == NULL)
         return NULL;
     ab_tensor t;
-    if (ab_tensor_from_object(obj, "x", &t) < 0)
+    if (ab_tensor_from_object(obj, "x", AB_DLPACK_NO_SYNC, &t) < 0)
         return NULL;
     if (t.device_type != AB_DEVICE_CUDA || t.dtype < 0)
         return PyErr_Format(PyExc_ValueError, "x must be a CUDA float16/bfloat16/float32 tensor");

@@ -80,17 +80,19 @@ static int from_dltensor(const DLTensor *dl, int readonly, const char *argname, 
     return 0;
 }
 
-/* Ask for a capsule without any stream synchronisation (stream=-1): the
- * caller runs attnbench on the stream its framework is using. */
-static PyObject *call_dlpack(PyObject *obj)
+/* Ask for a capsule ready on `stream`, in DLPack's terms: the stream attnbench
+ * will run on (1 for the legacy default stream), or -1 for no synchronisation.
+ * Producers differ in what they accept (JAX rejects -1), so a producer that
+ * refuses the argument is asked again without it. */
+static PyObject *call_dlpack(PyObject *obj, long long stream)
 {
     PyObject *meth = PyObject_GetAttrString(obj, "__dlpack__");
     if (meth == NULL)
         return NULL;
-    PyObject *kw = Py_BuildValue("{s:i}", "stream", -1);
+    PyObject *kw = Py_BuildValue("{s:L}", "stream", stream);
     PyObject *empty = PyTuple_New(0);
     PyObject *cap = (kw && empty) ? PyObject_Call(meth, empty, kw) : NULL;
-    if (cap == NULL && PyErr_ExceptionMatches(PyExc_TypeError)) {
+    if (cap == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
         PyErr_Clear();
         cap = PyObject_CallNoArgs(meth);
     }
@@ -100,9 +102,9 @@ static PyObject *call_dlpack(PyObject *obj)
     return cap;
 }
 
-static int from_dlpack(PyObject *obj, const char *argname, ab_tensor *t)
+static int from_dlpack(PyObject *obj, const char *argname, long long stream, ab_tensor *t)
 {
-    PyObject *cap = call_dlpack(obj);
+    PyObject *cap = call_dlpack(obj, stream);
     if (cap == NULL)
         return -1;
     int rc = -1;
@@ -214,10 +216,10 @@ done:
     return rc;
 }
 
-int ab_tensor_from_object(PyObject *obj, const char *argname, ab_tensor *t)
+int ab_tensor_from_object(PyObject *obj, const char *argname, long long dlpack_stream, ab_tensor *t)
 {
     if (PyObject_HasAttrString(obj, "__dlpack__"))
-        return from_dlpack(obj, argname, t);
+        return from_dlpack(obj, argname, dlpack_stream, t);
     if (PyObject_HasAttrString(obj, "__cuda_array_interface__"))
         return from_cuda_array_interface(obj, argname, t);
     PyErr_Format(PyExc_TypeError,
