@@ -608,6 +608,10 @@ static int mma_supports(const ab_attn_args *a, int sm, ab_error *err)
         return ab_set_error(err, "mma: dtype must be float16 or bfloat16");
     if (a->D != 64 && a->D != 128)
         return ab_set_error(err, "mma: head dim %d not supported; supported head dims: 64, 128", a->D);
+    // The online softmax takes its running max over raw scores and folds the
+    // scale in afterwards, which is only right for a positive scale.
+    if (!(a->scale > 0))
+        return ab_set_error(err, "mma: needs a positive scale (got %g); naive, cublas and the hybrids take any", (double)a->scale);
     const void *ptrs[4] = {a->q, a->k, a->v, a->o};
     const int64_t *strides[4] = {a->q_stride, a->k_stride, a->v_stride, a->o_stride};
     static const char *const names[4] = {"q", "k", "v", "out"};

@@ -123,6 +123,18 @@ def test_fast_kernel_custom_scale_and_strides(impl):
     assert r["passed"], r
 
 
+@pytest.mark.parametrize("impl", FAST_KERNELS)
+def test_fast_kernel_negative_scale(impl):
+    import torch
+    q, k, v = _inputs("float16", 1, 2, 2, 65, 65, 64, 3)
+    out = torch.empty_like(q)
+    why = attnbench._core.supports(impl, q, k, v, out, None, True, -0.2)
+    if why is not None:
+        assert "positive scale" in why
+        return
+    _check(impl, "float16", 64, True, 65, 65, 2, 2, B=1, scale=-0.2)
+
+
 def test_naive_custom_scale_and_fp32():
     _check("naive", "float32", 96, True, 200, 300, 4, 2, scale=0.3)
     _check("naive", "float16", 64, False, 65, 65, 2, 2, scale=-0.5)

@@ -285,6 +285,24 @@ def test_compare_statuses(factor, status):
     assert c.counts[status] == 1
 
 
+def _drifted(kernel_factor, ref_factor):
+    """One case whose kernel moved by kernel_factor and its reference backend by ref_factor."""
+    g = parse_grid("[[case]]\nshape = [1, 8, 512, 64]", source="one.toml")
+    return Report(g, entries_for(g, lambda c: {"kernel_samples": SPREAD * BASE_US * 1e-6 * kernel_factor,
+                                               "speedups": {"default": 1.2 * ref_factor, "flash": 1.2 * ref_factor}}))
+
+
+def test_compare_divides_out_the_reference_drift():
+    old, new = _drifted(1.0, 1.0), _drifted(1.03, 1.03)   # the machine got 3% slower, the kernel did not
+    (row,) = compare(old, new, tolerance=0.02).rows
+    assert row.status == "SAME" and row.ratio == pytest.approx(1.0) and row.ref_ratio == pytest.approx(1.03)
+    assert "drift" in row.note
+    (row,) = compare(old, new, tolerance=0.02, normalize=False).rows
+    assert row.status == "SLOW" and row.ratio == pytest.approx(1.03)
+    (row,) = compare(old, _drifted(1.10, 1.0), tolerance=0.02).rows   # the kernel alone got slower
+    assert row.status == "SLOW"
+
+
 def test_compare_uncertain_with_noisy_samples():
     old = _single(np.array([5.0, 10.0, 15.0]) * 1e-6)
     new = _single(np.array([5.5, 10.0, 16.0]) * 1e-6)

@@ -144,6 +144,9 @@ def build_parser():
     c.add_argument("current", help="the new report JSON")
     c.add_argument("--tolerance", type=_arg(_tolerance), default=DEFAULT_TOLERANCE,
                    help="half-width of the band of ratios that count as the same speed (default %(default)s)")
+    c.add_argument("--absolute", action="store_true",
+                   help="compare raw times; by default the reference backend's drift between the reports is "
+                        "divided out")
     c.add_argument("--out", default=None, help="also write the table to this Markdown file")
     c.set_defaults(handler=cmd_compare)
 
@@ -153,6 +156,8 @@ def build_parser():
     g.add_argument("--save-baseline", action="store_true",
                    help="write this run as the baseline instead of comparing (passes unless a case is incorrect)")
     g.add_argument("--tolerance", type=_arg(_tolerance), default=DEFAULT_TOLERANCE)
+    g.add_argument("--absolute", action="store_true",
+                   help="compare raw times, without dividing out the reference backend's drift")
     g.add_argument("--out", default="attnbench-gate", help="folder for gate_report.md and the report (default "
                                                              "%(default)s)")
     g.add_argument("--gpus", default=None, help="'all' or N: one worker process per GPU")
@@ -294,7 +299,8 @@ def cmd_merge(a, runner):
 # ---- compare and gate ----------------------------------------------------------------------
 
 def cmd_compare(a, runner):
-    result = compare(Report.load(a.baseline), Report.load(a.current), tolerance=a.tolerance)
+    result = compare(Report.load(a.baseline), Report.load(a.current), tolerance=a.tolerance,
+                     normalize=not a.absolute)
     md = result.to_markdown()
     print(md, end="")
     if a.out:
@@ -332,7 +338,7 @@ def cmd_gate(a, runner):
         else:
             steps.append(("3. Baseline", False, ["not written: a case failed its correctness check or errored."]))
     else:
-        steps.append(_gate_regression(baseline, report, a.tolerance))
+        steps.append(_gate_regression(baseline, report, a.tolerance, not a.absolute))
     passed = all(ok for _, ok, _ in steps)
     lines = [f"# attnbench gate: {'PASS' if passed else 'FAIL'}", "",
              f"grid `{grid.name}` ({len(grid)} cases), fingerprint `{grid.fingerprint}`; "
@@ -380,8 +386,8 @@ def _gate_speedup(report, informational, skipped):
     return title, not rows, body
 
 
-def _gate_regression(baseline, report, tolerance):
-    result = compare(baseline, report, tolerance=tolerance)
+def _gate_regression(baseline, report, tolerance, normalize):
+    result = compare(baseline, report, tolerance=tolerance, normalize=normalize)
     c = result.counts
     body = [", ".join(f"{k} {v}" for k, v in c.items()) + f" (against `{baseline.label}`; SLOW and MISSING fail).",
             ""]
