@@ -41,6 +41,8 @@
 // Configs (ab_kernel_wgmma.configs; names "BMxBN_sS" = BM x BN, K/V ring
 // stages; the reason for each sits in AB_WGMMA_CONFIGS below):
 //   0 auto  128x128_s2    1 128x128_s2    2 128x128_s3    3 128x64_s2
+//   4 128x128_s2_ov 5 128x128_s3_ov (intra-warpgroup overlap: the next S GEMM
+//     and this block's P V run during the softmax)
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -82,8 +84,9 @@ constexpr int COL_BLOCK = 64;  // elements of one 128-byte row
 constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's M)
 constexpr int CONSUMERS = 2;   // consumer warpgroups
 
-template <int D_, int BN_, int STAGES_> struct tile_cfg {
+template <int D_, int BN_, int STAGES_, bool OVERLAP_> struct tile_cfg {
     static constexpr int D = D_, BM = CONSUMERS * WG_ROWS, BN = BN_, STAGES = STAGES_;
+    static constexpr bool OVERLAP = OVERLAP_;  // next S GEMM in flight during this softmax
     static constexpr int THREADS = 128 * (1 + CONSUMERS);
     // Registers per thread after setmaxnreg: the producer needs a handful for
     // coordinates and barrier addresses; the consumers get the rest of the 64K
@@ -275,7 +278,7 @@ template <typename T, int N> struct wgmma;
                          "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PT "." PT " " REGS ", " RS_ARGS \
                          ", p, 1, 1, 1;\n}\n"                                                             \
                          : ACC(d)                                                                        \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));                  \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(1));                  \
         }                                                                                                \
     };
 
@@ -296,6 +299,120 @@ template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, f
 {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&h);
+}
+
+
+// ---------------------------------------------------------------------------
+// Consumer steps
+// ---------------------------------------------------------------------------
+
+// S = Q K^T for one K block: D/16 k-steps over 64-element column blocks,
+// 32 bytes per step inside their 128-byte rows.  Issued, not committed.
+template <typename T, typename C>
+__device__ __forceinline__ void issue_s(float (&sc)[C::BN / 2], uint64_t dq, uint64_t dk)
+{
+#pragma unroll
+    for (int kk = 0; kk < C::D / 16; ++kk) {
+        const uint32_t a_off = (kk / 4) * C::BM * ROW_BYTES + (kk % 4) * 32;
+        const uint32_t b_off = (kk / 4) * C::BN * ROW_BYTES + (kk % 4) * 32;
+        wgmma<T, C::BN>::ss(sc, dq + (a_off >> 4), dk + (b_off >> 4), kk > 0);
+    }
+}
+
+// O += P V for one V block: BN/16 k-steps, each 16 keys = two 8-row atoms on.
+template <typename T, typename C>
+__device__ __forceinline__ void issue_pv(float (&o)[C::D / 2], const uint32_t (&pf)[C::BN / 16][4], uint64_t dv)
+{
+#pragma unroll
+    for (int kk = 0; kk < C::BN / 16; ++kk) wgmma<T, C::D>::rs(o, pf[kk], dv + ((kk * 2 * ATOM_BYTES) >> 4));
+}
+
+// -inf for keys >= Sk and (causal) keys past the row.  sc[4*nt + 2*hf + e]
+// holds key key0 + nt*8 + 2t + e of row row_lo + 8*hf (the wgmma accumulator
+// layout: per warp 16 rows, per lane rows g and g + 8, columns 2t, 2t + 1 of
+// each n8 tile).
+template <int BN>
+__device__ __forceinline__ void mask_block(float (&sc)[BN / 2], int key0, int Sk, int causal, int row_lo, int t)
+{
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int key = key0 + nt * 8 + 2 * t + e;
+                if (key >= Sk || (causal && key > row_lo + 8 * hf)) sc[4 * nt + 2 * hf + e] = -INFINITY;
+            }
+}
+
+// Online softmax of one S block, in place: new running maxima (scaled), S
+// becomes P = exp2(S * sl2 - max), row sums, and alpha, the factor for O and
+// l.  Returns whether O needs rescaling (warp-uniform): once the maxima
+// settle, most blocks leave them unchanged.
+template <int BN>
+__device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
+                                              float (&alpha)[2], float sl2)
+{
+    bool moved = false;
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[hf], mx * sl2);
+        // A row masked so far has max -inf: subtract 0 instead so that exp2
+        // gives 0 rather than NaN.
+        const float ms = (m_new == -INFINITY) ? 0.f : m_new;
+        alpha[hf] = fast_exp2(m_run[hf] - ms);  // exactly 1 when the max holds
+        moved |= alpha[hf] != 1.f;
+        m_run[hf] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                float &x = sc[4 * nt + 2 * hf + e];
+                x = fast_exp2(fmaf(x, sl2, -ms));
+                sum += x;
+            }
+        l_run[hf] = l_run[hf] * alpha[hf] + sum;
+    }
+    return __any_sync(0xffffffffu, moved);
+}
+
+// P (fp32, the S accumulator layout) packed to T pairs: the A fragments of
+// P V.  Fragment kk (keys 16kk..16kk+15) is {row lo keys 0-7, row hi keys 0-7,
+// row lo keys 8-15, row hi keys 8-15} of the n8 tiles 2kk, 2kk+1, so the
+// pair of tile nt, half hf goes to pf[nt/2][2*(nt&1) + hf]: the accumulator
+// layout already is the fragment layout.
+template <typename T, int BN>
+__device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], uint32_t (&pf)[BN / 16][4])
+{
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+            pf[nt / 2][2 * (nt & 1) + hf] = pack2<T>(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]);
+}
+
+// o[4*dt + 2*hf + e]: row lo (hf = 0) or hi (hf = 1) of n8 tile dt.
+template <int D> __device__ __forceinline__ void rescale_o(float (&o)[D / 2], const float (&alpha)[2])
+{
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+        o[4 * dt + 0] *= alpha[0];
+        o[4 * dt + 1] *= alpha[0];
+        o[4 * dt + 2] *= alpha[1];
+        o[4 * dt + 3] *= alpha[1];
+    }
+}
+
+template <int KS> __device__ __forceinline__ void fence_regs(uint32_t (&r)[KS][4])
+{
+#pragma unroll
+    for (int k = 0; k < KS; ++k) fence_regs(r[k]);
 }
 
 #endif  // AB_WGMMA_DEVICE
@@ -418,107 +535,94 @@ __global__ void __launch_bounds__(C::THREADS, 1)
     // Running row maxima, already multiplied by scale*log2(e), and row sums
     // (this thread's quarter of them; the quad is reduced at the end).
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+    float alpha[2];
+    float sc[BN / 2];        // S of the current block
+    uint32_t pf[BN / 16][4];  // P of the block whose P V is next
 
     const uint64_t dq = smem_desc(sQ + cw * WG_ROWS * ROW_BYTES, 16);
+    // K is K-major (leading offset unused); V is the N-major B operand of P V:
+    // its column blocks lie BN rows apart.
+    auto desc_k = [&](int j) { return smem_desc(sK + (j % STAGES) * C::KV_BYTES, 16); };
+    auto desc_v = [&](int j) { return smem_desc(sV + (j % STAGES) * C::KV_BYTES, BN * ROW_BYTES); };
+    auto parity = [&](int j) { return (uint32_t)((j / STAGES) & 1); };
+    // Both GEMMs that read block j's slot are complete: hand it back to the producer.
+    auto release = [&](int j) {
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar_empty + 8 * (j % STAGES));
+    };
+    auto mask_and_softmax = [&](int j) {
+        const int key0 = j * BN;
+        if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > wg_row0))
+            mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+        return softmax_block<BN>(sc, m_run, l_run, alpha, sl2);
+    };
 
-    for (int j = 0; j < n_tiles; ++j) {
-        const int s = j % STAGES;
-        const uint32_t parity = (j / STAGES) & 1;
-        const uint64_t dk = smem_desc(sK + s * C::KV_BYTES, 16);
-        // V is the N-major B operand of P V: its column blocks lie BN rows apart.
-        const uint64_t dv = smem_desc(sV + s * C::KV_BYTES, BN * ROW_BYTES);
-
-        // ---- S = Q K^T ----
-        float sc[BN / 2];
-        mbar_wait(bar_full_k + 8 * s, parity);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            // k16 step kk: column block kk/4, 32 bytes per step inside its 128-byte rows.
-            const uint32_t a_off = (kk / 4) * BM * ROW_BYTES + (kk % 4) * 32;
-            const uint32_t b_off = (kk / 4) * BN * ROW_BYTES + (kk % 4) * 32;
-            wgmma<T, BN>::ss(sc, dq + (a_off >> 4), dk + (b_off >> 4), kk > 0);
+    if constexpr (!C::OVERLAP) {
+        for (int j = 0; j < n_tiles; ++j) {
+            mbar_wait(bar_full_k + 8 * (j % STAGES), parity(j));
+            wgmma_fence();
+            issue_s<T, C>(sc, dq, desc_k(j));
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_regs(sc);
+            if (mask_and_softmax(j)) rescale_o<D>(o, alpha);
+            pack_p<T, BN>(sc, pf);
+            mbar_wait(bar_full_v + 8 * (j % STAGES), parity(j));
+            fence_regs(o);
+            fence_regs(pf);
+            wgmma_fence();
+            issue_pv<T, C>(o, pf, desc_v(j));
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_regs(o);
+            release(j);
         }
+    } else {
+        // Intra-warpgroup overlap: S_j = Q K_j^T and O += P_{j-1} V_{j-1} are in
+        // flight together, and the softmax of S_j (in place, fp32) runs while
+        // the tensor cores finish P_{j-1} V_{j-1}.  Only once that GEMM is
+        // complete are O rescaled and P_j packed into the fragments it read
+        // (packing earlier would overwrite registers the GEMM still reads).
+        mbar_wait(bar_full_k, 0);
+        wgmma_fence();
+        issue_s<T, C>(sc, dq, desc_k(0));
         wgmma_commit();
         wgmma_wait<0>();
         fence_regs(sc);
-
-        // ---- mask: keys >= Sk, and (causal) keys past the row ----
-        // sc[4*nt + 2*hf + e] holds key j*BN + nt*8 + 2t + e of row row_lo + 8*hf.
-        const int key0 = j * BN;
-        if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > wg_row0)) {
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; ++nt)
-#pragma unroll
-                for (int hf = 0; hf < 2; ++hf)
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const int key = key0 + nt * 8 + 2 * t + e;
-                        if (key >= p.Sk || (p.causal && key > row_lo + 8 * hf))
-                            sc[4 * nt + 2 * hf + e] = -INFINITY;
-                    }
+        mask_and_softmax(0);  // O is still zero: nothing to rescale
+        pack_p<T, BN>(sc, pf);
+        for (int j = 1; j < n_tiles; ++j) {
+            // Both waits and both descriptors before the fence: nothing but
+            // wgmma may define a wgmma input between the fence and the commits,
+            // or ptxas serializes them.  V_{j-1} landed long before K_j.
+            mbar_wait(bar_full_k + 8 * (j % STAGES), parity(j));
+            mbar_wait(bar_full_v + 8 * ((j - 1) % STAGES), parity(j - 1));
+            const uint64_t dk = desc_k(j), dv = desc_v(j - 1);
+            fence_regs(o);
+            fence_regs(pf);
+            wgmma_fence();
+            issue_s<T, C>(sc, dq, dk);
+            wgmma_commit();
+            issue_pv<T, C>(o, pf, dv);
+            wgmma_commit();
+            wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
+            fence_regs(sc);
+            const bool moved = mask_and_softmax(j);
+            wgmma_wait<0>();
+            fence_regs(o);
+            release(j - 1);
+            if (moved) rescale_o<D>(o, alpha);
+            pack_p<T, BN>(sc, pf);
         }
-
-        // ---- online softmax; P packed into the A fragments of P V ----
-        // A fragment kk (keys 16kk..16kk+15) is {row lo keys 0-7, row hi keys
-        // 0-7, row lo keys 8-15, row hi keys 8-15} of the pair's two n8 tiles:
-        // pf[kk][2*(nt&1) + hf] with kk = nt/2.
-        uint32_t pf[BN / 16][4];
-        float alpha[2];
-        bool rescale = false;
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; ++nt) mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(m_run[hf], mx * sl2);
-            // A row masked so far has max -inf: subtract 0 instead so that
-            // exp2 gives 0 rather than NaN.
-            const float ms = (m_new == -INFINITY) ? 0.f : m_new;
-            alpha[hf] = fast_exp2(m_run[hf] - ms);  // exactly 1 when the max holds
-            rescale |= alpha[hf] != 1.f;
-            m_run[hf] = m_new;
-            float sum = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; ++nt) {
-                const float p0 = fast_exp2(fmaf(sc[4 * nt + 2 * hf], sl2, -ms));
-                const float p1 = fast_exp2(fmaf(sc[4 * nt + 2 * hf + 1], sl2, -ms));
-                sum += p0 + p1;
-                pf[nt / 2][2 * (nt & 1) + hf] = pack2<T>(p0, p1);
-            }
-            l_run[hf] = l_run[hf] * alpha[hf] + sum;
-        }
-        // Once the running maxima settle most blocks leave them unchanged: skip
-        // the D/2 multiplies then (a warp-uniform branch).
-        if (__any_sync(0xffffffffu, rescale)) {
-#pragma unroll
-            for (int dt = 0; dt < D / 8; ++dt) {
-                o[4 * dt + 0] *= alpha[0];
-                o[4 * dt + 1] *= alpha[0];
-                o[4 * dt + 2] *= alpha[1];
-                o[4 * dt + 3] *= alpha[1];
-            }
-        }
-
-        // ---- O += P V ----
-        mbar_wait(bar_full_v + 8 * s, parity);
+        mbar_wait(bar_full_v + 8 * ((n_tiles - 1) % STAGES), parity(n_tiles - 1));
         fence_regs(o);
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) fence_regs(pf[kk]);
+        fence_regs(pf);
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk)
-            // k16 step kk: keys 16kk.., two 8-row atoms further.
-            wgmma<T, D>::rs(o, pf[kk], dv + ((kk * 2 * ATOM_BYTES) >> 4));
+        issue_pv<T, C>(o, pf, desc_v(n_tiles - 1));
         wgmma_commit();
         wgmma_wait<0>();
         fence_regs(o);
-
-        // Both GEMMs that read slot s are complete: hand it back to the producer.
-        __syncwarp();
-        if (lane == 0) mbar_arrive(bar_empty + 8 * s);
+        release(n_tiles - 1);
     }
 
     // ---- epilogue: normalize, stage this warpgroup's rows in its Q rows, 16-byte stores ----
@@ -659,31 +763,35 @@ template <typename C> static int launch_dtype(const ab_attn_args *a, cudaStream_
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
-template <int BN, int S> static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
+template <int BN, int S, bool OV> static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64) return launch_dtype<tile_cfg<64, BN, S>>(a, s, err);
-    if (a->D == 128) return launch_dtype<tile_cfg<128, BN, S>>(a, s, err);
+    if (a->D == 64) return launch_dtype<tile_cfg<64, BN, S, OV>>(a, s, err);
+    if (a->D == 128) return launch_dtype<tile_cfg<128, BN, S, OV>>(a, s, err);
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
-// X(BLOCK_N, STAGES), with the reason (BLOCK_M is 128: two consumer
-// warpgroups of wgmma's M = 64):
+// X(BLOCK_N, STAGES, OVERLAP, name suffix), with the reason (BLOCK_M is 128:
+// two consumer warpgroups of wgmma's M = 64):
 #define AB_WGMMA_CONFIGS(X)                                                                                  \
     /* wgmma's widest S tile that leaves registers for O at D=128 (64 + 64 accumulators + P); */            \
     /* 2 stages: 160 KB of shared memory at D=128 */                                                          \
-    X(128, 2)                                                                                                 \
+    X(128, 2, false, )                                                                                        \
     /* 3-deep K/V ring: a block more in flight (224 KB at D=128, the most an SM has) */                      \
-    X(128, 3)                                                                                                 \
+    X(128, 3, false, )                                                                                        \
     /* half the S registers and finer causal blocks; twice the barriers per key */                           \
-    X(64, 2)
+    X(64, 2, false, )                                                                                         \
+    /* the next S GEMM and this P V GEMM in flight during the softmax (FA3's intra-warpgroup overlap) */    \
+    X(128, 2, true, _ov)                                                                                      \
+    /* the overlap with a 3-deep ring: a slot is released a GEMM later than without it */                    \
+    X(128, 3, true, _ov)
 
-#define AB_WGMMA_NAME(BN, S) "128x" #BN "_s" #S,
+#define AB_WGMMA_NAME(BN, S, OV, SUFFIX) "128x" #BN "_s" #S #SUFFIX,
 static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
-#define AB_WGMMA_FN(BN, S) launch_cfg<BN, S>,
+#define AB_WGMMA_FN(BN, S, OV, SUFFIX) launch_cfg<BN, S, OV>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
