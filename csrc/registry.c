@@ -5,7 +5,8 @@
 
 #include "registry.h"
 
-extern const ab_kernel ab_kernel_naive, ab_kernel_cublas, ab_kernel_hybrid_qk, ab_kernel_hybrid_pv, ab_kernel_mma;
+extern const ab_kernel ab_kernel_naive, ab_kernel_cublas, ab_kernel_hybrid_qk, ab_kernel_hybrid_pv, ab_kernel_mma,
+    ab_kernel_wgmma;
 
 static const ab_kernel *const kernels[] = {
     &ab_kernel_naive,
@@ -13,6 +14,7 @@ static const ab_kernel *const kernels[] = {
     &ab_kernel_hybrid_qk,
     &ab_kernel_hybrid_pv,
     &ab_kernel_mma,
+    &ab_kernel_wgmma,
 };
 
 int ab_registry_count(void) { return (int)(sizeof kernels / sizeof kernels[0]); }

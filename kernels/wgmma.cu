@@ -1,0 +1,874 @@
+// wgmma.cu: attention forward for Hopper (sm_90a only) on the Hopper-only path:
+// wgmma.mma_async (fp16/bf16 operands, fp32 accumulators), Q/K/V tiles loaded
+// by the tensor memory accelerator (cp.async.bulk.tensor completing on
+// mbarriers) into 128B-swizzled shared memory, warp specialization.
+//
+// One thread block of three warpgroups computes BM = 128 query rows of one
+// (batch, head):
+//   warpgroup 0, the producer, drops to PRODUCER_REGS registers (setmaxnreg)
+//     and one of its threads issues every TMA load: Q once, then K and V
+//     blocks of BN keys into a STAGES-deep ring.  full_k/full_v mbarriers
+//     complete when a block's bytes have landed; an empty mbarrier completes
+//     when all 8 consumer warps are done with a slot, and only then is the slot
+//     refilled.
+//   warpgroups 1 and 2, the consumers, rise to CONSUMER_REGS registers and
+//     own 64 query rows each.  Per K/V block: S = Q K^T by wgmma with both
+//     operands in shared memory (K-major descriptors), online softmax on the
+//     fp32 accumulators in registers (ex2 with scale*log2(e) folded in), P
+//     packed to fp16/bf16 in registers, where the accumulator layout already
+//     is the A-fragment layout, and O += P V by wgmma with A from registers and
+//     V from shared memory (an N-major descriptor, so V needs no transpose).
+// Shared memory tiles are [D/64][rows][64 elements]: each row of a column
+// block is one 128-byte swizzle span, which is what a TMA box with
+// CU_TENSOR_MAP_SWIZZLE_128B writes and what a wgmma descriptor in 128B
+// swizzle mode reads (8-row atoms of 1024 bytes, tiles 1024-byte aligned).
+//
+// Semantics as kernels/attn.h: fp16 and bf16; D = 64 or 128; causal
+// (top-left, as SDPA's is_causal) or not; any Sq, Sk >= 1 (TMA zero-fills rows
+// past the end of a head, keys >= Sk are masked, rows >= Sq are never
+// written); Sq != Sk; GQA; any non-zero scale (a negative scale negates Q in
+// shared memory once, so the softmax always sees a positive factor); fp32
+// natural-log lse.  TMA needs 16-byte aligned base pointers and strides, and
+// supports() rejects anything else, and any GPU but sm_90, with the reason
+// (impl='auto' then falls back to mma).  The tensor maps are encoded on the
+// host per launch through cuTensorMapEncodeTiled, reached with
+// cudaGetDriverEntryPointByVersion so the module does not link libcuda.
+//
+// Not yet (issue 5's next steps): ping-pong scheduling of the two consumer
+// warpgroups (written, on branch wgmma-pp, not yet run), a persistent grid,
+// wider key blocks at D=128, TMA stores of O.
+//
+// Configs (ab_kernel_wgmma.configs; names "BMxBN_sS" = BM x BN, K/V ring
+// stages; the reason for each sits in AB_WGMMA_CONFIGS below):
+//   0 auto  128x128_s2    1 128x128_s2    2 128x128_s3    3 128x64_s2
+//   4 128x128_s2_ov 5 128x128_s3_ov (intra-warpgroup overlap: the next S GEMM
+//     and this block's P V run during the softmax)
+// "auto" is 128x128_s2 provisionally: no config has been timed yet.
+//
+// Checked on an H200 (2026-11-21, the driver in the lead's .carry/wgmma):
+// configs 1-5 right in all 120 cases (fp16/bf16 x D 64/128 x causal x 15
+// (Sq, Sk) pairs from {1, 17, 64, 128, 200, 513, 1024} with Sq != Sk both
+// ways; GQA 2:1, BSHD strides, scale 1/sqrt(D), 0.3 and -0.2, lse), output
+// NaN-poisoned with 8 untouched guard rows per head, bit-identical on a
+// rerun: relative L2 error at most 3.3e-4 (fp16) and 2.2e-3 (bf16), at most
+// 1.02x mma's on the same inputs; lse within 3.4e-6 of float64.
+//
+// Build check (no GPU needed):
+//   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
+//     -gencode=arch=compute_90a,code=sm_90a \
+//     -gencode=arch=compute_80,code=[sm_80,compute_80] -Xptxas -v
+// must report 0 bytes spill stores/loads and 0 bytes stack frame for every
+// sm_90a instantiation, and no "wgmma.mma_async instructions are serialized"
+// warning; the sm_80 pass builds empty kernel bodies (the device code is
+// guarded by the sm_90a feature macro).
+// Correctness check (needs an H200/H100): run the kernel through its
+// descriptor (supports/launch) against a float64 CPU reference with the output
+// poisoned with NaN and guard rows after each head: fp16/bf16, D 64/128,
+// causal or not, Sq/Sk in {1, 17, 64, 128, 200, 513, 1024} with Sq != Sk,
+// GQA 2:1, BSHD strides, custom and negative scale, lse.
+#include <cuda.h>  // CUtensorMap and the encode function's types only: no libcuda link
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "common.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define AB_WGMMA_DEVICE 1  // this pass targets sm_90a: wgmma, setmaxnreg and TMA exist
+#else
+#define AB_WGMMA_DEVICE 0  // any other pass (sm_80, host) builds empty kernel bodies
+#endif
+
+namespace ab {
+namespace wgmma_impl {
+
+// ---------------------------------------------------------------------------
+// Tile geometry
+// ---------------------------------------------------------------------------
+
+// Every shared-memory tile is [D/64][rows][64 elements]: one 128-byte row per
+// column block, the span of the 128B swizzle, 8 rows to a 1024-byte atom.
+constexpr uint32_t ROW_BYTES = 128;
+constexpr uint32_t ATOM_BYTES = 8 * ROW_BYTES;
+constexpr int COL_BLOCK = 64;  // elements of one 128-byte row
+constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's M)
+constexpr int CONSUMERS = 2;   // consumer warpgroups
+
+template <int D_, int BN_, int STAGES_, bool OVERLAP_> struct tile_cfg {
+    static constexpr int D = D_, BM = CONSUMERS * WG_ROWS, BN = BN_, STAGES = STAGES_;
+    static constexpr bool OVERLAP = OVERLAP_;  // next S GEMM in flight during this softmax
+    static constexpr int THREADS = 128 * (1 + CONSUMERS);
+    // Registers per thread after setmaxnreg: the producer needs a handful for
+    // coordinates and barrier addresses; the consumers get the rest of the 64K
+    // register file (128 * 24 + 256 * 240 = 64512 = 384 threads * 168 at launch).
+    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
+    static constexpr int CB = D / COL_BLOCK;  // column blocks per row
+    static constexpr uint32_t Q_BYTES = BM * D * 2;
+    static constexpr uint32_t KV_BYTES = BN * D * 2;  // one K or V block
+    static constexpr uint32_t Q_OFF = 0;
+    static constexpr uint32_t K_OFF = Q_OFF + Q_BYTES;
+    static constexpr uint32_t V_OFF = K_OFF + STAGES * KV_BYTES;
+    static constexpr uint32_t BAR_OFF = V_OFF + STAGES * KV_BYTES;
+    // mbarriers: q_full, then full_k, full_v and empty per stage.
+    static constexpr int N_BARS = 1 + 3 * STAGES;
+    // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
+    static constexpr size_t SMEM = BAR_OFF + N_BARS * 8 + ATOM_BYTES;
+    static_assert(D % COL_BLOCK == 0, "D must be a multiple of 64");
+    static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "wgmma N and TMA box limits");
+    static_assert(STAGES >= 2, "at least one K/V block in flight");
+    static_assert(SMEM <= 227 * 1024, "fits an sm_90 block's shared memory");
+};
+
+struct kparams {
+    void *o;
+    float *lse;
+    int64_t lse_sb, lse_sh;
+    int64_t os[3];
+    int Hq, Hkv, Sq, Sk;
+    int n_mblocks;
+    float scale_log2;  // |scale| * log2(e): scores go straight into ex2
+    int negate_q;      // scale < 0: Q is negated in shared memory once
+    int causal;
+};
+
+#if AB_WGMMA_DEVICE
+
+// ---------------------------------------------------------------------------
+// PTX wrappers
+// ---------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 2^x on the SFU whatever the build's math flags; ex2.approx(-inf) = +0.
+__device__ __forceinline__ float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+// Makes the initialized barriers visible to the TMA unit (the async proxy).
+__device__ __forceinline__ void mbar_init_fence()
+{
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+// One arrival that also announces `bytes` of TMA traffic for this phase.
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
+{
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
+                 "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar)
+{
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+
+// Spin until the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
+{
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+// A [64 x rows] box of a 4-d tensor map at (c0, c1, c2, c3), innermost first,
+// into shared memory at `dst`; completes `bytes` on `bar`.  Out-of-range
+// elements are zero-filled.
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap *map, int c0, int c1, int c2, int c3,
+                                            uint32_t bar)
+{
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+                 : "memory");
+}
+
+template <int R> __device__ __forceinline__ void regs_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R> __device__ __forceinline__ void regs_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+
+// Barrier over the 128 threads of one warpgroup (ids 1.. ; 0 is __syncthreads).
+__device__ __forceinline__ void warpgroup_bar(int id)
+{
+    asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
+}
+
+// Orders this thread's generic-proxy shared-memory writes before later reads
+// by the async proxy (wgmma, TMA).
+__device__ __forceinline__ void fence_proxy_async()
+{
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// Pins register values at this point of the instruction stream: reads of
+// wgmma results stay after the wait, writes of its inputs before the fence.
+template <int N> __device__ __forceinline__ void fence_regs(float (&r)[N])
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void fence_regs(uint32_t (&r)[N])
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+// Shared-memory matrix descriptor, 128B swizzle (mode 1 in bits 62-63), stride
+// byte offset one 8-row atom (1024 B).  The leading byte offset matters only
+// for N-major operands wider than 64 elements: the distance between column
+// blocks.  K-major swizzled operands ignore it (16 = the encoded value 1).
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo_bytes)
+{
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)(lbo_bytes >> 4) << 16) |
+           ((uint64_t)(ATOM_BYTES >> 4) << 32) | (1ull << 62);
+}
+
+// wgmma.mma_async m64nNk16 with fp32 accumulators d[N/2] (per thread):
+//   ss:  d (+)= A B, A [64 x 16] and B [N x 16] K-major in shared memory
+//        (accumulate = 0 overwrites d);
+//   rs:  d += A B, A [64 x 16] from registers (the mma.m16n8k16 A-fragment
+//        layout, per warp) and B [16 x N] N-major in shared memory.
+#define AB_REGS_0_15 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+#define AB_REGS_16_31 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define AB_REGS_32_47 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+#define AB_REGS_48_63 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define AB_REGS32 "{" AB_REGS_0_15 ", " AB_REGS_16_31 "}"
+#define AB_REGS64 "{" AB_REGS_0_15 ", " AB_REGS_16_31 ", " AB_REGS_32_47 ", " AB_REGS_48_63 "}"
+#define AB_ACC8(d, i)                                                                                      \
+    "+f"(d[(i) + 0]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),             \
+        "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
+#define AB_ACC32(d) AB_ACC8(d, 0), AB_ACC8(d, 8), AB_ACC8(d, 16), AB_ACC8(d, 24)
+#define AB_ACC64(d) AB_ACC32(d), AB_ACC8(d, 32), AB_ACC8(d, 40), AB_ACC8(d, 48), AB_ACC8(d, 56)
+
+template <typename T, int N> struct wgmma;
+
+// SS_ARGS / RS_ARGS: operand numbers of the descriptors (and A registers)
+// after the N/2 accumulators; SS_P / RS_P: the operand holding scale-d.
+#define AB_WGMMA_OPS(T, PT, N, REGS, ACC, SS_ARGS, SS_P, RS_ARGS, RS_P)                                  \
+    template <> struct wgmma<T, N> {                                                                     \
+        __device__ static __forceinline__ void ss(float (&d)[N / 2], uint64_t a, uint64_t b, int accumulate) \
+        {                                                                                                \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " SS_P ", 0;\n"                                \
+                         "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PT "." PT " " REGS ", " SS_ARGS \
+                         ", p, 1, 1, 0, 0;\n}\n"                                                          \
+                         : ACC(d)                                                                        \
+                         : "l"(a), "l"(b), "r"(accumulate));                                             \
+        }                                                                                                \
+        __device__ static __forceinline__ void rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b)   \
+        {                                                                                                \
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " RS_P ", 0;\n"                                \
+                         "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." PT "." PT " " REGS ", " RS_ARGS \
+                         ", p, 1, 1, 1;\n}\n"                                                             \
+                         : ACC(d)                                                                        \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(1));                  \
+        }                                                                                                \
+    };
+
+AB_WGMMA_OPS(__half, "f16", 64, AB_REGS32, AB_ACC32, "%32, %33", "%34", "{%32, %33, %34, %35}, %36", "%37")
+AB_WGMMA_OPS(__half, "f16", 128, AB_REGS64, AB_ACC64, "%64, %65", "%66", "{%64, %65, %66, %67}, %68", "%69")
+AB_WGMMA_OPS(__nv_bfloat16, "bf16", 64, AB_REGS32, AB_ACC32, "%32, %33", "%34", "{%32, %33, %34, %35}, %36",
+             "%37")
+AB_WGMMA_OPS(__nv_bfloat16, "bf16", 128, AB_REGS64, AB_ACC64, "%64, %65", "%66", "{%64, %65, %66, %67}, %68",
+             "%69")
+
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi)
+{
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi)
+{
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+
+// ---------------------------------------------------------------------------
+// Consumer steps
+// ---------------------------------------------------------------------------
+
+// S = Q K^T for one K block: D/16 k-steps over 64-element column blocks,
+// 32 bytes per step inside their 128-byte rows.  Issued, not committed.
+template <typename T, typename C>
+__device__ __forceinline__ void issue_s(float (&sc)[C::BN / 2], uint64_t dq, uint64_t dk)
+{
+#pragma unroll
+    for (int kk = 0; kk < C::D / 16; ++kk) {
+        const uint32_t a_off = (kk / 4) * C::BM * ROW_BYTES + (kk % 4) * 32;
+        const uint32_t b_off = (kk / 4) * C::BN * ROW_BYTES + (kk % 4) * 32;
+        wgmma<T, C::BN>::ss(sc, dq + (a_off >> 4), dk + (b_off >> 4), kk > 0);
+    }
+}
+
+// O += P V for one V block: BN/16 k-steps, each 16 keys = two 8-row atoms on.
+template <typename T, typename C>
+__device__ __forceinline__ void issue_pv(float (&o)[C::D / 2], const uint32_t (&pf)[C::BN / 16][4], uint64_t dv)
+{
+#pragma unroll
+    for (int kk = 0; kk < C::BN / 16; ++kk) wgmma<T, C::D>::rs(o, pf[kk], dv + ((kk * 2 * ATOM_BYTES) >> 4));
+}
+
+// -inf for keys >= Sk and (causal) keys past the row.  sc[4*nt + 2*hf + e]
+// holds key key0 + nt*8 + 2t + e of row row_lo + 8*hf (the wgmma accumulator
+// layout: per warp 16 rows, per lane rows g and g + 8, columns 2t, 2t + 1 of
+// each n8 tile).
+template <int BN>
+__device__ __forceinline__ void mask_block(float (&sc)[BN / 2], int key0, int Sk, int causal, int row_lo, int t)
+{
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int key = key0 + nt * 8 + 2 * t + e;
+                if (key >= Sk || (causal && key > row_lo + 8 * hf)) sc[4 * nt + 2 * hf + e] = -INFINITY;
+            }
+}
+
+// Online softmax of one S block, in place: new running maxima (scaled), S
+// becomes P = exp2(S * sl2 - max), row sums, and alpha, the factor for O and
+// l.  Returns whether O needs rescaling (warp-uniform): once the maxima
+// settle, most blocks leave them unchanged.
+template <int BN>
+__device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
+                                              float (&alpha)[2], float sl2)
+{
+    bool moved = false;
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[hf], mx * sl2);
+        // A row masked so far has max -inf: subtract 0 instead so that exp2
+        // gives 0 rather than NaN.
+        const float ms = (m_new == -INFINITY) ? 0.f : m_new;
+        alpha[hf] = fast_exp2(m_run[hf] - ms);  // exactly 1 when the max holds
+        moved |= alpha[hf] != 1.f;
+        m_run[hf] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                float &x = sc[4 * nt + 2 * hf + e];
+                x = fast_exp2(fmaf(x, sl2, -ms));
+                sum += x;
+            }
+        l_run[hf] = l_run[hf] * alpha[hf] + sum;
+    }
+    return __any_sync(0xffffffffu, moved);
+}
+
+// P (fp32, the S accumulator layout) packed to T pairs: the A fragments of
+// P V.  Fragment kk (keys 16kk..16kk+15) is {row lo keys 0-7, row hi keys 0-7,
+// row lo keys 8-15, row hi keys 8-15} of the n8 tiles 2kk, 2kk+1, so the
+// pair of tile nt, half hf goes to pf[nt/2][2*(nt&1) + hf]: the accumulator
+// layout already is the fragment layout.
+template <typename T, int BN>
+__device__ __forceinline__ void pack_p(const float (&sc)[BN / 2], uint32_t (&pf)[BN / 16][4])
+{
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+            pf[nt / 2][2 * (nt & 1) + hf] = pack2<T>(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]);
+}
+
+// o[4*dt + 2*hf + e]: row lo (hf = 0) or hi (hf = 1) of n8 tile dt.
+template <int D> __device__ __forceinline__ void rescale_o(float (&o)[D / 2], const float (&alpha)[2])
+{
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+        o[4 * dt + 0] *= alpha[0];
+        o[4 * dt + 1] *= alpha[0];
+        o[4 * dt + 2] *= alpha[1];
+        o[4 * dt + 3] *= alpha[1];
+    }
+}
+
+template <int KS> __device__ __forceinline__ void fence_regs(uint32_t (&r)[KS][4])
+{
+#pragma unroll
+    for (int k = 0; k < KS; ++k) fence_regs(r[k]);
+}
+
+#endif  // AB_WGMMA_DEVICE
+
+// ---------------------------------------------------------------------------
+// The kernel
+// ---------------------------------------------------------------------------
+
+template <typename T, typename C>
+__global__ void __launch_bounds__(C::THREADS, 1)
+    attn_fwd_wgmma(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
+                   const __grid_constant__ CUtensorMap tm_v, const kparams p)
+{
+#if AB_WGMMA_DEVICE
+    constexpr int D = C::D, BM = C::BM, BN = C::BN, STAGES = C::STAGES, CB = C::CB;
+
+    extern __shared__ unsigned char smem_raw[];
+    // 128B-swizzled tiles must start on an atom (the swizzle reads address bits 4-9).
+    const uint32_t base = (smem_u32(smem_raw) + ATOM_BYTES - 1) & ~(ATOM_BYTES - 1);
+    unsigned char *const q_tile = smem_raw + (base - smem_u32(smem_raw)) + C::Q_OFF;  // generic view of Q
+    const uint32_t sQ = base + C::Q_OFF, sK = base + C::K_OFF, sV = base + C::V_OFF;
+    const uint32_t bar_q = base + C::BAR_OFF;
+    const uint32_t bar_full_k = bar_q + 8, bar_full_v = bar_full_k + 8 * STAGES;
+    const uint32_t bar_empty = bar_full_v + 8 * STAGES;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
+
+    // Causal: the heaviest (last) query blocks go out first, so the light ones
+    // fill the tail.  Otherwise all blocks weigh the same, and consecutive
+    // blocks share a head so that its K/V stay in L2 while they stream it.
+    const int bh_count = (int)(gridDim.x / p.n_mblocks);
+    int mb, bh;
+    if (p.causal) {
+        mb = p.n_mblocks - 1 - (int)(blockIdx.x / bh_count);
+        bh = (int)(blockIdx.x % bh_count);
+    } else {
+        mb = (int)(blockIdx.x % p.n_mblocks);
+        bh = (int)(blockIdx.x / p.n_mblocks);
+    }
+    const int b = bh / p.Hq, h = bh % p.Hq;
+    const int kvh = kv_head(h, p.Hq, p.Hkv);
+    const int m0 = mb * BM;
+    // Causal: keys up to the block's last real row (rows >= Sq are never written).
+    const int n_end = p.causal ? min(p.Sk, min(m0 + BM, p.Sq)) : p.Sk;
+    const int n_tiles = ceil_div(n_end, BN);
+
+    if (tid == 0) {
+        mbar_init(bar_q, 1);
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(bar_full_k + 8 * s, 1);
+            mbar_init(bar_full_v + 8 * s, 1);
+            mbar_init(bar_empty + 8 * s, CONSUMERS * 4);  // one arrival per consumer warp
+        }
+        mbar_init_fence();
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        // ---- producer ----
+        regs_dec<C::PRODUCER_REGS>();
+        if (tid == 0) {
+            mbar_expect_tx(bar_q, C::Q_BYTES);
+#pragma unroll
+            for (int cb = 0; cb < CB; ++cb)
+                tma_load_4d(sQ + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, m0, h, b, bar_q);
+            for (int j = 0; j < n_tiles; ++j) {
+                const int s = j % STAGES;
+                // Round r >= 1 of a slot waits for the consumers' release of round r - 1.
+                if (j >= STAGES) mbar_wait(bar_empty + 8 * s, ((j / STAGES) - 1) & 1);
+                const uint32_t kdst = sK + s * C::KV_BYTES, vdst = sV + s * C::KV_BYTES;
+                mbar_expect_tx(bar_full_k + 8 * s, C::KV_BYTES);
+#pragma unroll
+                for (int cb = 0; cb < CB; ++cb)
+                    tma_load_4d(kdst + cb * BN * ROW_BYTES, &tm_k, cb * COL_BLOCK, j * BN, kvh, b,
+                                bar_full_k + 8 * s);
+                mbar_expect_tx(bar_full_v + 8 * s, C::KV_BYTES);
+#pragma unroll
+                for (int cb = 0; cb < CB; ++cb)
+                    tma_load_4d(vdst + cb * BN * ROW_BYTES, &tm_v, cb * COL_BLOCK, j * BN, kvh, b,
+                                bar_full_v + 8 * s);
+            }
+        }
+        return;
+    }
+
+    // ---- consumers ----
+    regs_inc<C::CONSUMER_REGS>();
+    const int cw = wg - 1;               // consumer warpgroup: query rows cw*64 .. cw*64+63
+    const int wq = warp & 3;             // warp within the warpgroup: 16 of those rows
+    const int g = lane >> 2, t = lane & 3;
+    const int wg_row0 = m0 + cw * WG_ROWS;
+    const int row_lo = wg_row0 + wq * 16 + g;  // this thread's rows: row_lo and row_lo + 8
+    const float sl2 = p.scale_log2;
+
+    mbar_wait(bar_q, 0);
+    if (p.negate_q) {
+        // scale < 0: softmax(scale * Q K^T) = softmax(|scale| * (-Q) K^T); negating
+        // fp16/bf16 is exact (a sign-bit flip).  Each warpgroup flips its own rows.
+#pragma unroll
+        for (int cb = 0; cb < CB; ++cb) {
+            unsigned char *const rows = q_tile + cb * BM * ROW_BYTES + cw * WG_ROWS * ROW_BYTES;
+#pragma unroll
+            for (int i = 0; i < WG_ROWS * ROW_BYTES / 16 / 128; ++i) {
+                uint4 *chunk = reinterpret_cast<uint4 *>(rows + (i * 128 + (tid - 128 * wg)) * 16);
+                uint4 v = *chunk;
+                v.x ^= 0x80008000u;
+                v.y ^= 0x80008000u;
+                v.z ^= 0x80008000u;
+                v.w ^= 0x80008000u;
+                *chunk = v;
+            }
+        }
+        fence_proxy_async();
+        warpgroup_bar(1 + cw);
+    }
+
+    float o[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+    // Running row maxima, already multiplied by scale*log2(e), and row sums
+    // (this thread's quarter of them; the quad is reduced at the end).
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+    float alpha[2];
+    float sc[BN / 2];        // S of the current block
+    uint32_t pf[BN / 16][4];  // P of the block whose P V is next
+
+    const uint64_t dq = smem_desc(sQ + cw * WG_ROWS * ROW_BYTES, 16);
+    // K is K-major (leading offset unused); V is the N-major B operand of P V:
+    // its column blocks lie BN rows apart.
+    auto desc_k = [&](int j) { return smem_desc(sK + (j % STAGES) * C::KV_BYTES, 16); };
+    auto desc_v = [&](int j) { return smem_desc(sV + (j % STAGES) * C::KV_BYTES, BN * ROW_BYTES); };
+    auto parity = [&](int j) { return (uint32_t)((j / STAGES) & 1); };
+    // Both GEMMs that read block j's slot are complete: hand it back to the producer.
+    auto release = [&](int j) {
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar_empty + 8 * (j % STAGES));
+    };
+    auto mask_and_softmax = [&](int j) {
+        const int key0 = j * BN;
+        if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > wg_row0))
+            mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+        return softmax_block<BN>(sc, m_run, l_run, alpha, sl2);
+    };
+
+    if constexpr (!C::OVERLAP) {
+        for (int j = 0; j < n_tiles; ++j) {
+            mbar_wait(bar_full_k + 8 * (j % STAGES), parity(j));
+            wgmma_fence();
+            issue_s<T, C>(sc, dq, desc_k(j));
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_regs(sc);
+            if (mask_and_softmax(j)) rescale_o<D>(o, alpha);
+            pack_p<T, BN>(sc, pf);
+            mbar_wait(bar_full_v + 8 * (j % STAGES), parity(j));
+            fence_regs(o);
+            fence_regs(pf);
+            wgmma_fence();
+            issue_pv<T, C>(o, pf, desc_v(j));
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_regs(o);
+            release(j);
+        }
+    } else {
+        // Intra-warpgroup overlap: S_j = Q K_j^T and O += P_{j-1} V_{j-1} are in
+        // flight together, and the softmax of S_j (in place, fp32) runs while
+        // the tensor cores finish P_{j-1} V_{j-1}.  Only once that GEMM is
+        // complete are O rescaled and P_j packed into the fragments it read
+        // (packing earlier would overwrite registers the GEMM still reads).
+        mbar_wait(bar_full_k, 0);
+        wgmma_fence();
+        issue_s<T, C>(sc, dq, desc_k(0));
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(sc);
+        mask_and_softmax(0);  // O is still zero: nothing to rescale
+        pack_p<T, BN>(sc, pf);
+        for (int j = 1; j < n_tiles; ++j) {
+            // Both waits and both descriptors before the fence: nothing but
+            // wgmma may define a wgmma input between the fence and the commits,
+            // or ptxas serializes them.  V_{j-1} landed long before K_j.
+            mbar_wait(bar_full_k + 8 * (j % STAGES), parity(j));
+            mbar_wait(bar_full_v + 8 * ((j - 1) % STAGES), parity(j - 1));
+            const uint64_t dk = desc_k(j), dv = desc_v(j - 1);
+            fence_regs(o);
+            fence_regs(pf);
+            wgmma_fence();
+            issue_s<T, C>(sc, dq, dk);
+            wgmma_commit();
+            issue_pv<T, C>(o, pf, dv);
+            wgmma_commit();
+            wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
+            fence_regs(sc);
+            const bool moved = mask_and_softmax(j);
+            wgmma_wait<0>();
+            fence_regs(o);
+            release(j - 1);
+            if (moved) rescale_o<D>(o, alpha);
+            pack_p<T, BN>(sc, pf);
+        }
+        mbar_wait(bar_full_v + 8 * ((n_tiles - 1) % STAGES), parity(n_tiles - 1));
+        fence_regs(o);
+        fence_regs(pf);
+        wgmma_fence();
+        issue_pv<T, C>(o, pf, desc_v(n_tiles - 1));
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(o);
+        release(n_tiles - 1);
+    }
+
+    // ---- epilogue: normalize, stage this warpgroup's rows in its Q rows, 16-byte stores ----
+    // All four warps' GEMMs (the last readers of these Q rows) are complete.
+    warpgroup_bar(1 + cw);
+    const int wrow = cw * WG_ROWS + wq * 16;  // this warp's first row in the block
+    // Staged chunk c of block row r: column block c/8, chunk (c%8) ^ (r%8) of its
+    // 128-byte row, so the 8 rows of one store land in 8 distinct bank groups.
+    auto staged = [&](int r, int c) {
+        return q_tile + (c / 8) * BM * ROW_BYTES + r * ROW_BYTES + (((c % 8) ^ (r & 7)) << 4);
+    };
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+        float l = l_run[hf];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = 1.f / l;  // l >= 1: every row sees its max key
+        const int r = wrow + g + 8 * hf;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt)
+            *reinterpret_cast<uint32_t *>(staged(r, dt) + 4 * t) =
+                pack2<T>(o[4 * dt + 2 * hf] * inv, o[4 * dt + 2 * hf + 1] * inv);
+        if (p.lse != nullptr && t == 0 && m0 + r < p.Sq)
+            // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
+            p.lse[b * p.lse_sb + h * p.lse_sh + m0 + r] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
+    }
+    __syncwarp();  // each warp reads back only the 16 rows it wrote
+    T *og = static_cast<T *>(p.o) + b * p.os[0] + h * p.os[1];
+    constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
+#pragma unroll
+    for (int i = 0; i < 16 * CHUNKS / 32; ++i) {
+        const int idx = lane + 32 * i;
+        const int r = wrow + idx / CHUNKS, c = idx % CHUNKS;
+        if (m0 + r < p.Sq)
+            *reinterpret_cast<uint4 *>(og + (int64_t)(m0 + r) * p.os[2] + c * 8) =
+                *reinterpret_cast<const uint4 *>(staged(r, c));
+    }
+#endif  // AB_WGMMA_DEVICE
+}
+
+// ---------------------------------------------------------------------------
+// Host side: tensor maps, configs, launch
+// ---------------------------------------------------------------------------
+
+// cuTensorMapEncodeTiled's signature (CUDA 12.0 ABI), called through the
+// pointer the runtime hands out, so the module needs no libcuda at link time.
+typedef CUresult (*encode_tiled_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                    const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                    CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static const unsigned ENCODE_ABI_VERSION = 12000;  // the function's first (and current) ABI
+
+static int get_encoder(encode_tiled_fn *fn, ab_error *err)
+{
+    void *ptr = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    AB_CUDA_CHECK(err, cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, ENCODE_ABI_VERSION,
+                                                        cudaEnableDefault, &found));
+    if (found != cudaDriverEntryPointSuccess || ptr == nullptr)
+        return ab_set_error(err, "wgmma: the CUDA driver has no cuTensorMapEncodeTiled (needs a CUDA 12 driver)");
+    *fn = reinterpret_cast<encode_tiled_fn>(ptr);
+    return 0;
+}
+
+// Map a [B, H, S, D] tensor as 4-d (D, S, H, B), innermost first, read in
+// boxes of 64 elements x `box_rows` rows with the 128B swizzle; rows past S
+// come back as zeros.
+static int encode_map(encode_tiled_fn encode, CUtensorMap *map, const void *ptr, ab_dtype dtype, int B, int H,
+                      int S, int D, const int64_t stride[3], int box_rows, const char *name, ab_error *err)
+{
+    const cuuint64_t dims[4] = {(cuuint64_t)D, (cuuint64_t)S, (cuuint64_t)H, (cuuint64_t)B};
+    const int extent[3] = {B, H, S};
+    cuuint64_t strides[3];  // bytes, for S, H, B
+    for (int i = 0; i < 3; ++i) {
+        int64_t st = stride[2 - i];
+        // A dimension of extent 1 is never stepped over: any legal stride does.
+        if (extent[2 - i] == 1 && st == 0) st = (int64_t)D;
+        strides[i] = (cuuint64_t)st * 2;
+    }
+    const cuuint32_t box[4] = {(cuuint32_t)COL_BLOCK, (cuuint32_t)box_rows, 1, 1};
+    const cuuint32_t elem_strides[4] = {1, 1, 1, 1};
+    const CUresult rc = encode(map, dtype == AB_BFLOAT16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                               4, const_cast<void *>(ptr), dims, strides, box, elem_strides,
+                               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (rc != CUDA_SUCCESS)
+        return ab_set_error(err,
+                            "wgmma: cuTensorMapEncodeTiled rejected %s (CUresult %d): strides (B, H, S) %lld, %lld, "
+                            "%lld elements",
+                            name, (int)rc, (long long)stride[0], (long long)stride[1], (long long)stride[2]);
+    return 0;
+}
+
+static int encode_maps(const ab_attn_args *a, int bm, int bn, CUtensorMap maps[3], ab_error *err)
+{
+    encode_tiled_fn encode;
+    if (get_encoder(&encode, err) != 0) return -1;
+    if (encode_map(encode, &maps[0], a->q, a->dtype, a->B, a->Hq, a->Sq, a->D, a->q_stride, bm, "q", err) != 0 ||
+        encode_map(encode, &maps[1], a->k, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->k_stride, bn, "k", err) != 0 ||
+        encode_map(encode, &maps[2], a->v, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->v_stride, bn, "v", err) != 0)
+        return -1;
+    return 0;
+}
+
+template <typename T, typename C>
+static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
+{
+    CUtensorMap maps[3];
+    if (encode_maps(a, C::BM, C::BN, maps, err) != 0) return -1;
+    kparams p;
+    p.o = a->o;
+    p.lse = a->lse;
+    p.lse_sb = a->lse_stride_b;
+    p.lse_sh = a->lse_stride_h;
+    for (int i = 0; i < 3; ++i) p.os[i] = a->o_stride[i];
+    p.Hq = a->Hq;
+    p.Hkv = a->Hkv;
+    p.Sq = a->Sq;
+    p.Sk = a->Sk;
+    p.n_mblocks = ceil_div(a->Sq, C::BM);
+    p.scale_log2 = fabsf(a->scale) * 1.4426950408889634f;
+    p.negate_q = a->scale < 0.f;
+    p.causal = a->causal;
+
+    const long long blocks = (long long)p.n_mblocks * a->B * a->Hq;
+    if (blocks > 0x7fffffffLL)
+        return ab_set_error(err, "wgmma: %lld thread blocks exceed the grid limit (2^31 - 1)", blocks);
+    AB_CUDA_CHECK(err, cudaFuncSetAttribute(attn_fwd_wgmma<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            (int)C::SMEM));
+    attn_fwd_wgmma<T, C><<<(unsigned)blocks, C::THREADS, C::SMEM, stream>>>(maps[0], maps[1], maps[2], p);
+    AB_LAUNCH_CHECK(err);
+    return 0;
+}
+
+template <typename C> static int launch_dtype(const ab_attn_args *a, cudaStream_t s, ab_error *err)
+{
+    if (a->dtype == AB_FLOAT16) return launch_one<__half, C>(a, s, err);
+    if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, C>(a, s, err);
+    return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
+}
+
+template <int BN, int S, bool OV> static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
+{
+    if (a->D == 64) return launch_dtype<tile_cfg<64, BN, S, OV>>(a, s, err);
+    if (a->D == 128) return launch_dtype<tile_cfg<128, BN, S, OV>>(a, s, err);
+    return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
+}
+
+// X(BLOCK_N, STAGES, OVERLAP, name suffix), with the reason (BLOCK_M is 128:
+// two consumer warpgroups of wgmma's M = 64):
+#define AB_WGMMA_CONFIGS(X)                                                                                  \
+    /* wgmma's widest S tile that leaves registers for O at D=128 (64 + 64 accumulators + P); */            \
+    /* 2 stages: 160 KB of shared memory at D=128 */                                                          \
+    X(128, 2, false, )                                                                                        \
+    /* 3-deep K/V ring: a block more in flight (224 KB at D=128, the most an SM has) */                      \
+    X(128, 3, false, )                                                                                        \
+    /* half the S registers and finer causal blocks; twice the barriers per key */                           \
+    X(64, 2, false, )                                                                                         \
+    /* the next S GEMM and this P V GEMM in flight during the softmax (FA3's intra-warpgroup overlap) */    \
+    X(128, 2, true, _ov)                                                                                      \
+    /* the overlap with a 3-deep ring: a slot is released a GEMM later than without it */                    \
+    X(128, 3, true, _ov)
+
+#define AB_WGMMA_NAME(BN, S, OV, SUFFIX) "128x" #BN "_s" #S #SUFFIX,
+static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
+#undef AB_WGMMA_NAME
+static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
+
+typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
+#define AB_WGMMA_FN(BN, S, OV, SUFFIX) launch_cfg<BN, S, OV>,
+static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
+#undef AB_WGMMA_FN
+
+// "auto": 128x128_s2 until measurements say otherwise.
+enum { WGMMA_CFG_AUTO = 1 };
+
+static const int wgmma_head_dims[] = {64, 128};
+
+static int is_aligned16(const void *ptr) { return ((uintptr_t)ptr & 15u) == 0; }
+
+// Everything but the tensor maps; launch() and supports() share it.
+static int check_args(const ab_attn_args *a, int sm, ab_error *err)
+{
+    if (sm != 90)
+        return ab_set_error(err, "wgmma: needs an sm_90 GPU (H100/H200: wgmma, TMA, setmaxnreg), got sm_%d", sm);
+    if (a->dtype != AB_FLOAT16 && a->dtype != AB_BFLOAT16)
+        return ab_set_error(err, "wgmma: dtype must be float16 or bfloat16");
+    if (a->D != 64 && a->D != 128)
+        return ab_set_error(err, "wgmma: head dim %d not supported; supported head dims: 64, 128", a->D);
+    const void *ptrs[4] = {a->q, a->k, a->v, a->o};
+    const int64_t *strides[4] = {a->q_stride, a->k_stride, a->v_stride, a->o_stride};
+    static const char *const names[4] = {"q", "k", "v", "out"};
+    for (int i = 0; i < 4; ++i) {
+        if (!is_aligned16(ptrs[i]))
+            return ab_set_error(err, "wgmma: %s must be 16-byte aligned (TMA and 16-byte stores)", names[i]);
+        for (int d = 0; d < 3; ++d)
+            if (strides[i][d] % 8 != 0)
+                return ab_set_error(err,
+                                    "wgmma: %s strides (B, H, S) must be multiples of 8 elements "
+                                    "(TMA needs 16-byte strides); got %lld, %lld, %lld",
+                                    names[i], (long long)strides[i][0], (long long)strides[i][1],
+                                    (long long)strides[i][2]);
+    }
+    return 0;
+}
+
+static int wgmma_supports(const ab_attn_args *a, int sm, ab_error *err)
+{
+    if (check_args(a, sm, err) != 0) return -1;
+    // The driver has the last word on a layout: encode the maps once.
+    CUtensorMap maps[3];
+    return encode_maps(a, 128, 128, maps, err);
+}
+
+static int wgmma_launch(const ab_attn_args *a, int config, cudaStream_t stream, ab_error *err)
+{
+    if (config < 0 || config >= n_wgmma_configs)
+        return ab_set_error(err, "wgmma: config %d out of range [0, %d)", config, n_wgmma_configs);
+    if (check_args(a, 90, err) != 0) return -1;
+    const int idx = config == 0 ? WGMMA_CFG_AUTO : config;
+    return wgmma_launchers[idx - 1](a, stream, err);
+}
+
+}  // namespace wgmma_impl
+}  // namespace ab
+
+extern "C" const ab_kernel ab_kernel_wgmma = {
+    "wgmma",
+    "Hopper forward: wgmma.mma_async, TMA K/V ring on mbarriers, producer/consumer warpgroups, setmaxnreg",
+    AB_DTYPE_BIT(AB_FLOAT16) | AB_DTYPE_BIT(AB_BFLOAT16),
+    ab::wgmma_impl::wgmma_head_dims,
+    2,
+    128,
+    1, 1, 1,
+    90, 90,
+    "sm_90a",
+    ab::wgmma_impl::wgmma_config_names,
+    ab::wgmma_impl::n_wgmma_configs,
+    ab::wgmma_impl::wgmma_supports,
+    ab::wgmma_impl::wgmma_launch,
+};
