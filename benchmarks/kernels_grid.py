@@ -27,11 +27,12 @@ def one_case(shape, dtype, causal, kernels, stream, max_seconds):
     B, H, S, D = shape
     q, k, v = sdpa.random_inputs(B, H, H, S, S, D, dtype, 0, "cuda")
     names, cands = [], []
-    for name in kernels:
+    for name in kernels:  # "impl" or "impl@config"
+        impl, _, config = name.partition("@")
         out = torch.empty_like(q)
-        if _core.supports(name, q, k, v, out, None, causal, None) is None:
+        if _core.supports(impl, q, k, v, out, None, causal, None) is None:
             names.append(name)
-            cands.append(_core.Launch(name, [(q, k, v, out)], causal))
+            cands.append(_core.Launch(impl, [(q, k, v, out)], causal, None, config or None))
     for b in BACKENDS:
         call = sdpa.sdpa_call(b, q, k, v, causal, None)
         if sdpa.probe(call)[1] is None:
@@ -53,7 +54,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", default="long", choices=("long", "short", "all"))
     ap.add_argument("--dtypes", default="fp16,bf16")
-    ap.add_argument("--kernels", default=",".join(k["name"] for k in attnbench.kernels() if k["name"] != "naive"))
+    ap.add_argument("--kernels", default=",".join(k["name"] for k in attnbench.kernels() if k["name"] != "naive"),
+                    help="comma-separated impl or impl@config names")
     ap.add_argument("--max-seconds", type=float, default=0.8)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
