@@ -40,10 +40,10 @@
 //
 // Configs (ab_kernel_wgmma.configs; names "BMxBN_sS" = BM x BN, K/V ring
 // stages; the reason for each sits in AB_WGMMA_CONFIGS below):
-//   0 auto  128x128_s2    1 128x128_s2    2 128x128_s3    3 128x64_s2
+//   0 auto  128x128_s3_ov for Sk >= 1024, else 128x128_s3 (measured; see auto_config)
+//   1 128x128_s2    2 128x128_s3    3 128x64_s2
 //   4 128x128_s2_ov 5 128x128_s3_ov (intra-warpgroup overlap: the next S GEMM
 //     and this block's P V run during the softmax)
-// "auto" is 128x128_s2 provisionally: no config has been timed yet.
 //
 // Checked on an H200 (2026-11-21, the driver in the lead's .carry/wgmma):
 // configs 1-5 right in all 120 cases (fp16/bf16 x D 64/128 x causal x 15
@@ -804,8 +804,18 @@ typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
-// "auto": 128x128_s2 until measurements say otherwise.
-enum { WGMMA_CFG_AUTO = 1 };
+// "auto", from the configs timed side by side on an H200 (2026-11-21,
+// benchmarks/kernels_grid.py, bf16, benchmarks/NOTES.md): the overlapped
+// 3-stage ring (128x128_s3_ov) is fastest on long keys (geomean 1.539x
+// flash over the 12 long cases, against 1.497x for 128x128_s3 and 1.488x for
+// 128x128_s2); at S = 512 the overlap does not pay and 128x128_s3 is
+// fastest (0.971x cuDNN against 0.919x).
+enum { WGMMA_CFG_SHORT = 2, WGMMA_CFG_LONG = 5, WGMMA_LONG_KEYS = 1024 };
+
+static int auto_config(const ab_attn_args *a)
+{
+    return a->Sk >= WGMMA_LONG_KEYS ? WGMMA_CFG_LONG : WGMMA_CFG_SHORT;
+}
 
 static const int wgmma_head_dims[] = {64, 128};
 
@@ -850,7 +860,7 @@ static int wgmma_launch(const ab_attn_args *a, int config, cudaStream_t stream, 
     if (config < 0 || config >= n_wgmma_configs)
         return ab_set_error(err, "wgmma: config %d out of range [0, %d)", config, n_wgmma_configs);
     if (check_args(a, 90, err) != 0) return -1;
-    const int idx = config == 0 ? WGMMA_CFG_AUTO : config;
+    const int idx = config == 0 ? auto_config(a) : config;
     return wgmma_launchers[idx - 1](a, stream, err);
 }
 
