@@ -40,7 +40,7 @@
 //
 // Configs (ab_kernel_wgmma.configs; names "BMxBN_sS" = BM x BN, K/V ring
 // stages; the reason for each sits in AB_WGMMA_CONFIGS below):
-//   0 auto  128x128_s3_ov for Sk >= 1024, else 128x128_s3 (measured; see auto_config)
+//   0 auto  128x128_s2 (see auto_config for what the timings say)
 //   1 128x128_s2    2 128x128_s3    3 128x64_s2
 //   4 128x128_s2_ov 5 128x128_s3_ov (intra-warpgroup overlap: the next S GEMM
 //     and this block's P V run during the softmax)
@@ -804,17 +804,18 @@ typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
-// "auto", from the configs timed side by side on an H200 (2026-11-21,
-// benchmarks/kernels_grid.py, bf16, benchmarks/NOTES.md): the overlapped
-// 3-stage ring (128x128_s3_ov) is fastest on long keys (geomean 1.539x
-// flash over the 12 long cases, against 1.497x for 128x128_s3 and 1.488x for
-// 128x128_s2); at S = 512 the overlap does not pay and 128x128_s3 is
-// fastest (0.971x cuDNN against 0.919x).
-enum { WGMMA_CFG_SHORT = 2, WGMMA_CFG_LONG = 5, WGMMA_LONG_KEYS = 1024 };
+// "auto" stays 128x128_s2, the config the package's GPU parity suite ran
+// (72 cases, H200, 2026-11-21).  Timed side by side the same day
+// (benchmarks/NOTES.md), 128x128_s3_ov is faster on long keys (geomean 1.539x
+// flash over the 12 long bf16 cases against 1.488x) and 128x128_s3 at S = 512
+// (0.971x cuDNN against 0.970x); both passed the standalone 120-case check
+// but not yet the package suite.  Switch once that suite has run with them.
+enum { WGMMA_CFG_AUTO = 1 };
 
 static int auto_config(const ab_attn_args *a)
 {
-    return a->Sk >= WGMMA_LONG_KEYS ? WGMMA_CFG_LONG : WGMMA_CFG_SHORT;
+    (void)a;
+    return WGMMA_CFG_AUTO;
 }
 
 static const int wgmma_head_dims[] = {64, 128};
