@@ -104,6 +104,25 @@ def test_fast_kernel_parity(impl, dtype, D, causal, Sq, Sk, Hq, Hkv):
     _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, vs_backends=True)
 
 
+# Every tunable config of every fast kernel, on fewer shapes: a config is a
+# different instantiation, and `auto` may pick any of them.
+CONFIGS = [(k["name"], c) for k in attnbench.kernels() if k["name"] != "naive" for c in k["configs"]]
+CONFIG_CASES = [(1, 1, 4, 4), (513, 513, 4, 4), (300, 1100, 4, 2), (1100, 300, 4, 4)]
+
+
+@pytest.mark.parametrize("impl,config", CONFIGS)
+@pytest.mark.parametrize("dtype,D,causal", list(itertools.product(("float16", "bfloat16"), (64, 128), (False, True))))
+def test_every_config(impl, config, dtype, D, causal):
+    import torch
+    for i, (Sq, Sk, Hq, Hkv) in enumerate(CONFIG_CASES):
+        q, k, v = _inputs(dtype, 2, Hq, Hkv, Sq, Sk, D, i)
+        out = torch.full((2, Hq, Sq, D), float("nan"), device="cuda", dtype=q.dtype)
+        o = attnbench.attention(q, k, v, causal=causal, impl=impl, config=config, out=out)
+        r = attnbench.check_close(o.float().cpu().numpy(), _truth(q, k, v, causal).cpu().numpy(),
+                                  atol=ATOL[dtype], rtol=RTOL[dtype])
+        assert r["passed"], (impl, config, dtype, D, causal, Sq, Sk, r)
+
+
 @pytest.mark.parametrize("impl", FAST_KERNELS)
 def test_fast_kernel_rejects_other_head_dims(impl):
     torch = pytest.importorskip("torch")
