@@ -44,6 +44,40 @@ static int use_device(int device)
     return rc == cudaSuccess ? 0 : cuda_failed(rc, "cudaSetDevice");
 }
 
+/* The GPU functions leave the calling thread's current device as they found
+ * it (torch and other frameworks read it).  Only a call that changed it pays
+ * for a cudaSetDevice back: on one GPU nothing changes. */
+typedef struct {
+    int prev, known;
+} device_guard;
+
+static device_guard guard_enter(void)
+{
+    device_guard g = {0, 0};
+    if (cudaGetDevice(&g.prev) == cudaSuccess)
+        g.known = 1;
+    else
+        cudaGetLastError();
+    return g;
+}
+
+static void guard_leave(device_guard g)
+{
+    int now;
+    if (g.known && cudaGetDevice(&now) == cudaSuccess && now != g.prev)
+        cudaSetDevice(g.prev);
+    cudaGetLastError();  /* errors were turned into exceptions already */
+}
+
+#define DEVICE_RESTORING(fn, first_t)                                                   \
+    static PyObject *fn##_restoring(first_t first, PyObject *args, PyObject *kw)         \
+    {                                                                                   \
+        device_guard g = guard_enter();                                                 \
+        PyObject *r = fn(first, args, kw);                                              \
+        guard_leave(g);                                                                 \
+        return r;                                                                       \
+    }
+
 static int device_sm(int device, int *sm)
 {
     int major, minor;
@@ -83,6 +117,7 @@ static PyObject *py_device_info(PyObject *self, PyObject *args, PyObject *kw)
     cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, device);
     cudaDriverGetVersion(&driver);
     cudaRuntimeGetVersion(&runtime);
+    cudaGetLastError();  /* an attribute this device lacks must not be blamed on a later launch */
     return Py_BuildValue("{s:i,s:s,s:i,s:i,s:i,s:i,s:K,s:i,s:i,s:i,s:i,s:i,s:i}", "device", device, "name", p.name,
                          "sm", 10 * p.major + p.minor, "sm_count", p.multiProcessorCount, "clock_khz", clock_khz,
                          "memory_clock_khz", mem_khz, "total_memory", (unsigned long long)p.totalGlobalMem,
@@ -458,10 +493,20 @@ PyDoc_STRVAR(launch_doc,
 "they are captured once into a CUDA graph and a sample is one replay.\n"
 "Calling it, launch(stream=0), enqueues one sample.");
 
+DEVICE_RESTORING(launch_new, PyTypeObject *)
+
+static PyObject *launch_call_restoring(PyObject *self, PyObject *args, PyObject *kw)
+{
+    device_guard g = guard_enter();
+    PyObject *r = launch_call((LaunchObject *)self, args, kw);
+    guard_leave(g);
+    return r;
+}
+
 static PyType_Slot launch_slots[] = {
-    {Py_tp_new, launch_new},
+    {Py_tp_new, launch_new_restoring},
     {Py_tp_dealloc, launch_dealloc},
-    {Py_tp_call, launch_call},
+    {Py_tp_call, launch_call_restoring},
     {Py_tp_getset, launch_getset},
     {Py_tp_members, launch_members},
     {Py_tp_doc, (void *)launch_doc},
@@ -590,10 +635,14 @@ static PyObject *py_time(PyObject *self, PyObject *args, PyObject *kw)
     cudaStream_t stream = NULL;
     if (stream_obj != Py_None && (stream = PyLong_AsVoidPtr(stream_obj)) == NULL && PyErr_Occurred())
         return NULL;
-    PyObject *seq = PySequence_Fast(cands_obj, "candidates must be a sequence");
+    /* A private tuple: Python candidates run during the loop and must not be
+     * able to free the candidates by editing the caller's list. */
+    if (!PySequence_Check(cands_obj))
+        return PyErr_Format(PyExc_TypeError, "candidates must be a sequence");
+    PyObject *seq = PySequence_Tuple(cands_obj);
     if (seq == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     ab_timed *cands = PyMem_Calloc((size_t)(n ? n : 1), sizeof *cands);
     py_candidate *pys = PyMem_Calloc((size_t)(n ? n : 1), sizeof *pys);
     PyObject *result = NULL;
@@ -610,15 +659,22 @@ static PyObject *py_time(PyObject *self, PyObject *args, PyObject *kw)
     if (launch_type == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *c = PyTuple_GET_ITEM(seq, i);
         if (Py_IS_TYPE(c, launch_type)) {
             LaunchObject *l = (LaunchObject *)c;
+            if (l->device != device) {
+                PyErr_Format(PyExc_ValueError, "candidates[%zd] is bound to tensors on cuda:%d but device=%d", i,
+                             l->device, device);
+                goto done;
+            }
             cands[i] = (ab_timed){launch_enqueue, l, l->calls_per_sample};
         } else if (PyTuple_Check(c) && (PyTuple_GET_SIZE(c) == 2 || PyTuple_GET_SIZE(c) == 3) &&
                    PyCallable_Check(PyTuple_GET_ITEM(c, 0))) {
             long calls = PyLong_AsLong(PyTuple_GET_ITEM(c, 1));
+            if (calls == -1 && PyErr_Occurred())
+                goto done;
             long per = PyTuple_GET_SIZE(c) == 3 ? PyLong_AsLong(PyTuple_GET_ITEM(c, 2)) : 1;
-            if (PyErr_Occurred())
+            if (per == -1 && PyErr_Occurred())
                 goto done;
             if (calls < 1 || calls > INT32_MAX || per < 1 || calls % per != 0) {
                 PyErr_Format(PyExc_ValueError, "candidates[%zd]: calls_per_sample must be >= 1 and a multiple of "
@@ -661,17 +717,29 @@ typedef struct {
     ab_clock_probe *probe;
     cudaStream_t stream;
     int released;
+    int timed_out;            /* read from the probe at the release */
 } stream_block;
 
-static int release_block(stream_block *b)
+/* Let the held stream run, wait for it, keep the probe's verdict and free
+ * the mapped memory; a second call does nothing. */
+static cudaError_t release_block_nogil(stream_block *b)
 {
     if (b->released)
-        return 0;
+        return cudaSuccess;
     b->released = 1;
     __atomic_store_n(b->flag, 1, __ATOMIC_SEQ_CST);
     cudaError_t rc = cudaStreamSynchronize(b->stream);
+    b->timed_out = rc == cudaSuccess && b->probe->timed_out;
     cudaFreeHost(b->flag);
     cudaFreeHost(b->probe);
+    b->flag = NULL;
+    b->probe = NULL;
+    return rc;
+}
+
+static int release_block(stream_block *b)
+{
+    cudaError_t rc = release_block_nogil(b);
     return rc == cudaSuccess ? 0 : cuda_failed(rc, "cudaStreamSynchronize");
 }
 
@@ -735,7 +803,7 @@ static PyObject *py_block_stream(PyObject *self, PyObject *args, PyObject *kw)
     }
     PyObject *cap = PyCapsule_New(b, "attnbench.stream_block", block_capsule_destructor);
     if (cap == NULL) {
-        release_block(b);
+        release_block_nogil(b);  /* keeps the MemoryError */
         PyMem_Free(b);
     }
     return cap;
@@ -749,17 +817,15 @@ static PyObject *py_release_block(PyObject *self, PyObject *cap)
     stream_block *b = PyCapsule_GetPointer(cap, "attnbench.stream_block");
     if (b == NULL)
         return NULL;
-    int rc;
+    if (b->released)
+        return PyErr_Format(PyExc_ValueError, "release_block: this block was already released");
+    cudaError_t rc;
     Py_BEGIN_ALLOW_THREADS
-    __atomic_store_n(b->flag, 1, __ATOMIC_SEQ_CST);
-    rc = (int)cudaStreamSynchronize(b->stream);
+    rc = release_block_nogil(b);
     Py_END_ALLOW_THREADS
     if (rc != cudaSuccess)
-        return cuda_failed((cudaError_t)rc, "cudaStreamSynchronize"), NULL;
-    int timed_out = b->probe->timed_out;
-    if (release_block(b) < 0)
-        return NULL;
-    return PyBool_FromLong(timed_out);
+        return cuda_failed(rc, "cudaStreamSynchronize"), NULL;
+    return PyBool_FromLong(b->timed_out);
 }
 
 /* ---- NaN scans that allocate nothing (for use while a stream is held) ----
@@ -843,11 +909,11 @@ static PyObject *py_nan_scan(PyObject *self, PyObject *args)
     if (h->pending)
         return PyErr_Format(PyExc_RuntimeError, "nan_scan: read the previous scan with nan_scan_result first");
     *(volatile unsigned long long *)h->count = 0;
-    h->stream = stream;
-    h->pending = 1;
     ab_error err = {{0}};
     if (n > 0 && ab_launch_count_nan(t.data, t.dtype, n, h->count_dev, stream, &err) < 0)
         return raise_error(PyExc_RuntimeError, &err);
+    h->stream = stream;
+    h->pending = 1;
     Py_RETURN_NONE;
 }
 
@@ -882,18 +948,41 @@ static PyObject *py_synchronize(PyObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+DEVICE_RESTORING(py_device_info, PyObject *)
+DEVICE_RESTORING(py_supports, PyObject *)
+DEVICE_RESTORING(py_attention, PyObject *)
+DEVICE_RESTORING(py_time, PyObject *)
+DEVICE_RESTORING(py_block_stream, PyObject *)
+DEVICE_RESTORING(py_synchronize, PyObject *)
+
+static PyObject *py_nan_counter_restoring(PyObject *self, PyObject *args)
+{
+    device_guard g = guard_enter();
+    PyObject *r = py_nan_counter(self, args);
+    guard_leave(g);
+    return r;
+}
+
+static PyObject *py_nan_scan_restoring(PyObject *self, PyObject *args)
+{
+    device_guard g = guard_enter();
+    PyObject *r = py_nan_scan(self, args);
+    guard_leave(g);
+    return r;
+}
+
 PyMethodDef ab_gpu_methods[] = {
     {"device_count", py_device_count, METH_NOARGS, device_count_doc},
-    {"device_info", (PyCFunction)(void (*)(void))py_device_info, METH_VARARGS | METH_KEYWORDS, device_info_doc},
+    {"device_info", (PyCFunction)(void (*)(void))py_device_info_restoring, METH_VARARGS | METH_KEYWORDS, device_info_doc},
     {"kernels", py_kernels, METH_NOARGS, kernels_doc},
-    {"supports", (PyCFunction)(void (*)(void))py_supports, METH_VARARGS | METH_KEYWORDS, supports_doc},
-    {"attention", (PyCFunction)(void (*)(void))py_attention, METH_VARARGS | METH_KEYWORDS, attention_doc},
-    {"time", (PyCFunction)(void (*)(void))py_time, METH_VARARGS | METH_KEYWORDS, time_doc},
-    {"block_stream", (PyCFunction)(void (*)(void))py_block_stream, METH_VARARGS | METH_KEYWORDS, block_stream_doc},
+    {"supports", (PyCFunction)(void (*)(void))py_supports_restoring, METH_VARARGS | METH_KEYWORDS, supports_doc},
+    {"attention", (PyCFunction)(void (*)(void))py_attention_restoring, METH_VARARGS | METH_KEYWORDS, attention_doc},
+    {"time", (PyCFunction)(void (*)(void))py_time_restoring, METH_VARARGS | METH_KEYWORDS, time_doc},
+    {"block_stream", (PyCFunction)(void (*)(void))py_block_stream_restoring, METH_VARARGS | METH_KEYWORDS, block_stream_doc},
     {"release_block", py_release_block, METH_O, release_block_doc},
-    {"nan_counter", py_nan_counter, METH_VARARGS, "nan_counter(device=0) -> counter for nan_scan."},
-    {"nan_scan", py_nan_scan, METH_VARARGS, nan_scan_doc},
+    {"nan_counter", py_nan_counter_restoring, METH_VARARGS, "nan_counter(device=0) -> counter for nan_scan."},
+    {"nan_scan", py_nan_scan_restoring, METH_VARARGS, nan_scan_doc},
     {"nan_scan_result", py_nan_scan_result, METH_O, "nan_scan_result(counter) -> int: wait for the last scan, return its NaN count."},
-    {"synchronize", (PyCFunction)(void (*)(void))py_synchronize, METH_VARARGS | METH_KEYWORDS, synchronize_doc},
+    {"synchronize", (PyCFunction)(void (*)(void))py_synchronize_restoring, METH_VARARGS | METH_KEYWORDS, synchronize_doc},
     {NULL, NULL, 0, NULL},
 };

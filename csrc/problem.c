@@ -25,6 +25,30 @@ static int overlaps(const ab_tensor *a, const ab_tensor *b)
     return alo < bhi && blo < ahi;
 }
 
+/* True if no two indices of `t` share an element: with its dimensions of size
+ * above 1 sorted by stride, each stride reaches past everything the smaller
+ * ones span.  (Sufficient, and exact for the layouts frameworks produce.) */
+static int non_overlapping(const ab_tensor *t)
+{
+    int order[AB_MAX_DIMS], n = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] > 1)
+            order[n++] = i;
+    for (int i = 1; i < n; i++)  /* insertion sort by stride */
+        for (int j = i; j > 0 && t->strides[order[j]] < t->strides[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    int64_t span = 1;  /* elements covered by the smaller dimensions */
+    for (int i = 0; i < n; i++) {
+        if (t->strides[order[i]] < span)
+            return 0;
+        span = t->strides[order[i]] * t->shape[order[i]];
+    }
+    return 1;
+}
+
 static int check_tensor(const ab_tensor *t, const char *name, int ndim, ab_error *err)
 {
     if (t->device_type != AB_DEVICE_CUDA)
@@ -92,11 +116,15 @@ int ab_args_from_tensors(const ab_tensor *q, const ab_tensor *k, const ab_tensor
                             (long long)o->shape[1], (long long)o->shape[2], (long long)o->shape[3]);
     if (o->readonly)
         return ab_set_error(err, "out is read-only");
+    if (!non_overlapping(o))
+        return ab_set_error(err, "out has overlapping elements (a zero or too-small stride): every row would be "
+                            "written to the same memory");
     for (int i = 0; i < 3; i++)
         if (overlaps(o, all[i]))
             return ab_set_error(err, "out overlaps %s in memory; attnbench never writes its inputs", names[i]);
-    if (!isfinite(scale) || scale == 0)
-        return ab_set_error(err, "scale must be a finite non-zero number");
+    /* Checked as the kernels see it: in float32. */
+    if (!isfinite((float)scale) || (float)scale == 0.0f)
+        return ab_set_error(err, "scale must be a finite non-zero number in float32 (got %g)", scale);
 
     memset(a, 0, sizeof *a);
     if (lse != NULL) {
@@ -104,6 +132,10 @@ int ab_args_from_tensors(const ab_tensor *q, const ab_tensor *k, const ab_tensor
             return -1;
         if (lse->dtype != AB_FLOAT32)
             return ab_set_error(err, "lse must be float32, got %s", lse->dtype_name);
+        if (lse->readonly)
+            return ab_set_error(err, "lse is read-only");
+        if (!non_overlapping(lse))
+            return ab_set_error(err, "lse has overlapping elements (a zero or too-small stride)");
         if (lse->shape[0] != B || lse->shape[1] != Hq || lse->shape[2] != Sq)
             return ab_set_error(err, "lse must have shape [%lld, %lld, %lld]", (long long)B, (long long)Hq,
                                 (long long)Sq);

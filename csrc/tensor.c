@@ -175,7 +175,7 @@ static int from_cuda_array_interface(PyObject *obj, const char *argname, ab_tens
     set_dtype(t, code, bits, 1);
     if (t->dtype < 0)
         snprintf(t->dtype_name, sizeof t->dtype_name, "%s", ts);
-    size_t esize = t->dtype == AB_FLOAT32 ? 4 : 2;
+    size_t esize = bits >= 8 ? (size_t)bits / 8 : 1;  /* strides are in bytes */
     if (strides != NULL && strides != Py_None) {
         if (!PySequence_Check(strides) || PySequence_Size(strides) != nd) {
             PyErr_Format(PyExc_TypeError, "%s has malformed __cuda_array_interface__ strides", argname);
@@ -204,6 +204,7 @@ static int from_cuda_array_interface(PyObject *obj, const char *argname, ab_tens
     struct cudaPointerAttributes attr;
     cudaError_t e = cudaPointerGetAttributes(&attr, t->data);
     if (e != cudaSuccess) {
+        cudaGetLastError();  /* not to be blamed on a later launch */
         PyErr_Format(PyExc_RuntimeError, "%s: cudaPointerGetAttributes failed: %s", argname, cudaGetErrorString(e));
         goto done;
     }

@@ -216,7 +216,7 @@ static int take_round(const ab_timed *c, int n, cudaStream_t stream, const ab_ti
 }
 
 /* Step 3: the stopping rule.  Returns 1 (and writes the reason) to stop. */
-static int should_stop(const ab_timing_run *run, const ab_timing_options *opt, double elapsed)
+static int should_stop(const ab_timing_run *run, const ab_timed *cands, const ab_timing_options *opt, double elapsed)
 {
     int n = run->n_samples;
     double worst = 0;
@@ -226,7 +226,8 @@ static int should_stop(const ab_timing_run *run, const ab_timing_options *opt, d
         double sum = 0;
         for (int i = 0; i < n; i++)
             sum += x[i];
-        enough_gpu_time &= sum >= opt->min_gpu_seconds;
+        /* x holds per-call times; a sample was calls_per_sample calls of GPU time */
+        enough_gpu_time &= sum * cands[c].calls_per_sample >= opt->min_gpu_seconds;
         run->noise[c] = ab_median_noise(x, n);
         if (run->noise[c] > worst)
             worst = run->noise[c];
@@ -269,7 +270,7 @@ int ab_time_candidates(const ab_timed *cands, int n, cudaStream_t stream, const 
     for (int round = 0; rc == 0; round++) {
         rc = take_round(cands, n, stream, opt, &t, run, err);
         int check = (round + 1) % NOISE_CHECK_EVERY == 0 || run->n_samples >= opt->max_samples;
-        if (rc == 0 && (check || now_seconds() - t0 >= opt->max_seconds) && should_stop(run, opt, now_seconds() - t0))
+        if (rc == 0 && (check || now_seconds() - t0 >= opt->max_seconds) && should_stop(run, cands, opt, now_seconds() - t0))
             break;
     }
     run->wall_seconds = now_seconds() - t0;

@@ -84,3 +84,16 @@ def test_result_formats():
     assert len(d["candidates"]["sdpa:flash"]["samples_s"]) == 200
     assert "samples_s" not in json.loads(r.to_json(samples=False))["candidates"]["sdpa:flash"]
     assert "<table>" in r._repr_html_() and r.passed
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(max_seconds=0), "max_seconds"),
+    (dict(min_samples=0), "min_samples"),
+    (dict(min_samples=10**6), "min_samples"),
+    (dict(target_noise=0), "target_noise"),
+    (dict(threshold=float("inf")), "threshold"),
+    (dict(confidence=1.0), "confidence"),
+])
+def test_run_checks_timing_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        attnbench.run((1, 4, 8, 64), **kwargs)

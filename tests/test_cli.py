@@ -15,14 +15,15 @@ from attnbench.report import Report
 from test_report import BASE_US, SPREAD, fake_result
 
 
-def runner_for(slower=1.0, speedup=1.2, correct=True, fail_S=None):
+def runner_for(slower=1.0, speedup=1.2, correct=True, fail_S=None, unsupported=()):
     """A runner whose kernel takes BASE_US * slower, each backend speedup x that; fail_S: S that raises."""
     def run(shape, **kw):
         if shape[2] == fail_S:
             raise ValueError("no registered kernel supports this case")
         return fake_result(shape, **{**kw, "impl": "mma" if kw["impl"] == "auto" else kw["impl"],
                                      "kernel_samples": SPREAD * BASE_US * 1e-6 * slower,
-                                     "speedups": {b: speedup / slower for b in kw["backends"]}, "correct": correct})
+                                     "speedups": {b: speedup / slower for b in kw["backends"]}, "correct": correct,
+                                     "unsupported": unsupported})
     return run
 
 
@@ -289,6 +290,13 @@ def test_gate_correctness_and_speedup_steps(tmp_path):
     assert "not written" in (tmp_path / "gate" / "gate_report.md").read_text()
     assert Report.load(tmp_path / "base.json").complete
     assert _gate(tmp_path, "--save-baseline", speedup=1.0) == 0  # speed is informational while saving
+
+
+def test_gate_fails_when_the_reference_cannot_run(tmp_path):
+    assert _gate(tmp_path, "--save-baseline") == 0
+    assert _gate(tmp_path, unsupported=("default",)) == 1
+    text = (tmp_path / "gate" / "gate_report.md").read_text()
+    assert "## 2. Speedup gate: FAIL" in text and "the reference cannot run this case" in text
 
 
 def test_gate_rejects_a_baseline_without_samples(capsys, tmp_path):

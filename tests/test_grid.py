@@ -196,3 +196,12 @@ def test_parse_grid_from_a_string_and_exports():
     g = parse_grid("[[case]]\nshape = [2, 4, 16, 32]", source="inline")
     assert [c.key for c in g] == ["2x4x16x32 bf16 auto"] and g.name == "grid"
     assert attnbench.load_grid is load_grid and "h200" in presets()
+
+
+@pytest.mark.parametrize("key,value,reason", [
+    ("target_noise", "0.0", r"must lie in \(0.0"),
+    ("min_samples", "200000", "timer's cap"),
+])
+def test_timing_values_the_timer_cannot_take(key, value, reason):
+    with pytest.raises(ValueError, match=f"x.toml: timing.{key}: .*{reason}"):
+        parse_grid(f"[timing]\n{key} = {value}\n[[case]]\nshape = [1, 8, 512, 64]\n", source="x.toml")

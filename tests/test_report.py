@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import attnbench
+import attnbench.cli
 import attnbench.report
 from attnbench.grid import load_grid, parse_grid
 from attnbench.report import Entry, Report, compare, merge, result_from_dict
@@ -29,7 +30,7 @@ BASE_US = 10.0
 
 def fake_result(shape=(1, 8, 512, 64), impl="mma", dtype="bfloat16", causal=False, backends=("default", "flash"),
                 reference="default", speedups=None, correct=True, kernel_samples=None, Sk=None, Hkv=None,
-                threshold=0.95, device=0, **_):
+                threshold=0.95, device=0, unsupported=(), **_):
     """A Result like run()'s: kernel median BASE_US, backend b's median BASE_US * speedups[b]."""
     B, H, S, D = shape
     Sk, Hkv = Sk or S, Hkv or H
@@ -43,6 +44,8 @@ def fake_result(shape=(1, 8, 512, 64), impl="mma", dtype="bfloat16", causal=Fals
         cands[f"attnbench:{impl}"] = Candidate(f"attnbench:{impl}", "kernel", kern, attnbench.summarize(kern * 1e6),
                                                flops / np.median(kern) / 1e12, 1.0, 0.001)
         for b in backends:
+            if b in unsupported:
+                continue
             t = SPREAD * BASE_US * 1e-6 * speedups[b]
             cands[f"sdpa:{b}"] = Candidate(f"sdpa:{b}", "backend", t, attnbench.summarize(t * 1e6),
                                            flops / np.median(t) / 1e12, 1.0, 0.001)
@@ -51,6 +54,8 @@ def fake_result(shape=(1, 8, 512, 64), impl="mma", dtype="bfloat16", causal=Fals
             comps[b] = Comparison(f"sdpa:{b}", ratio, lo, hi, 1 / ratio, 1 / hi, 1 / lo, g,
                                   attnbench.verdict(1 / ratio))
     gate = comps[reference].gate["passed"] if reference in comps else None
+    if correct and reference in unsupported:  # as run(): nothing to beat is a failed speedup gate
+        gate = False
     return Result(shape={"B": B, "Hq": H, "Hkv": Hkv, "Sq": S, "Sk": Sk, "D": D}, dtype=dtype, causal=causal,
                   scale=D ** -0.5, impl=impl, config=None, seed=0, flops=flops, bytes=1e6, candidates=cands,
                   comparisons=comps,
@@ -350,3 +355,25 @@ def test_speedup_math_matches_the_c_gates():
     assert c.speedup == pytest.approx(2.0) and c.speedup_low < 2.0 < c.speedup_high
     assert math.isclose(c.gate["ratio"], 0.5, rel_tol=1e-12) and c.gate["passed"]
     assert os.path.basename(attnbench.report.__file__) == "report.py"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d.__setitem__("shard", [1, 2]),
+    lambda d: d.__setitem__("shard", {"k": 1}),
+    lambda d: d.__setitem__("entries", 5),
+])
+def test_a_malformed_report_is_a_value_error(tmp_path, damage):
+    d = json.loads(_single(SPREAD * 1e-5).to_json())
+    damage(d)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="bad.json"):
+        Report.load(p)
+    assert attnbench.cli.main(["compare", str(p), str(p)]) == 2
+
+
+def test_json_has_no_nan_or_infinity():
+    r = _single(SPREAD * 1e-5)
+    r.entries[0].result.correctness["max_rel"] = float("inf")
+    text = r.to_json()
+    assert "Infinity" not in text and "NaN" not in text

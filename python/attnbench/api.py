@@ -95,7 +95,8 @@ def _empty_like_out(q, shape):
         return sdpa.empty_out(q, shape)
     if fw == "cupy":
         import cupy
-        return cupy.empty(shape, dtype=q.dtype)
+        with cupy.cuda.Device(q.device.id):
+            return cupy.empty(shape, dtype=q.dtype)
     raise TypeError(f"pass out= for tensors of type {type(q).__name__}: attnbench can allocate torch and CuPy outputs")
 
 
@@ -231,7 +232,8 @@ def _empty_lse(q, shape):
         return t.empty(shape, dtype=t.float32, device=q.device)
     if fw == "cupy":
         import cupy
-        return cupy.empty(shape, dtype=cupy.float32)
+        with cupy.cuda.Device(q.device.id):
+            return cupy.empty(shape, dtype=cupy.float32)
     raise TypeError("return_lse=True needs torch or CuPy tensors")
 
 

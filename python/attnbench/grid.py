@@ -95,8 +95,9 @@ TIMING_CHECKS = {
     "mode": lambda v: None if v in MODES else f"must be one of {list(MODES)}, got {v!r}",
     "seed": lambda v: _check_int(v, 0),
     "max_seconds": lambda v: _check_real(v, 0.0, lo_open=True),
-    "min_samples": lambda v: _check_int(v, 1),
-    "target_noise": lambda v: _check_real(v, 0.0),
+    "min_samples": lambda v: _check_int(v, 1) or (None if v <= harness.MAX_SAMPLES else
+                                                  f"must be <= {harness.MAX_SAMPLES} (the timer's cap), got {v}"),
+    "target_noise": lambda v: _check_real(v, 0.0, lo_open=True),
     "blocking": lambda v: None if isinstance(v, bool) else f"must be true or false, got {v!r}",
     "threshold": lambda v: _check_real(v, 0.0, lo_open=True),
     "confidence": lambda v: _check_real(v, 0.0, 1.0, lo_open=True),

@@ -44,6 +44,7 @@ MIN_CALLS_PER_SAMPLE = 8
 GUARD_MIN_WAIT_S = 0.005
 GUARD_MAX_WAIT_S = 0.5
 SEED_STRIDE = 1_000_003  # the second correctness seed: far from the first
+MAX_SAMPLES = 100_000  # the C timer's cap on samples per candidate (timing.c, MAX_SAMPLES)
 
 
 def _shape(shape, Sk, Hkv):
@@ -88,6 +89,24 @@ def _backends(backends, reference):
     if reference is not None and reference not in backends:
         raise ValueError(f"reference {reference!r} must be one of backends {backends}")
     return backends
+
+
+def _real(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _timing_options(max_seconds, min_samples, target_noise, threshold, confidence):
+    if not _real(max_seconds) or not max_seconds > 0 or not math.isfinite(max_seconds):
+        raise ValueError(f"max_seconds must be a finite number > 0, got {max_seconds!r}")
+    if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or \
+            not 1 <= min_samples <= MAX_SAMPLES:
+        raise ValueError(f"min_samples must be an int in [1, {MAX_SAMPLES}], got {min_samples!r}")
+    if not _real(target_noise) or not 0 < target_noise < 1:
+        raise ValueError(f"target_noise must lie in (0, 1), got {target_noise!r}")
+    if not _real(threshold) or not threshold > 0 or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number > 0, got {threshold!r}")
+    if not _real(confidence) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
 
 
 def _truth(q, k, v, causal, scale):
@@ -258,6 +277,7 @@ def run(shape, impl="auto", dtype="bf16", causal=False, backends=("default", "fl
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not callable(impl) and not isinstance(impl, str):
         raise TypeError(f"impl must be a kernel name or a callable, got {type(impl).__name__}")
+    _timing_options(max_seconds, min_samples, target_noise, threshold, confidence)
     api.require_gpu(device)
     torch = sdpa.torch()
     dev = torch.device("cuda", device)
@@ -419,9 +439,14 @@ def _result(cand, checks, timing, dims, dtype, causal, scale, backends, referenc
     else:
         timing_info = {"mode": mode, "stop_reason": "not timed: the candidate failed its correctness check"}
     gate = comps[reference].gate if reference in comps else None
-    gates = {"correctness": checks["passed"], "speedup": bool(gate["passed"]) if gate else None,
-             "reference": reference}
-    gates["passed"] = bool(checks["passed"] and (gate is None or gate["passed"]))
+    speedup = bool(gate["passed"]) if gate else None
+    if timing is not None and reference is not None and gate is None:
+        # the reference backend could not run the case: there is nothing the kernel beat
+        speedup = False
+        checks["notes"].append(f"no speedup gate: the reference backend sdpa:{reference} cannot run this case")
+    gates = {"correctness": checks["passed"], "speedup": speedup, "reference": reference,
+             "threshold": threshold, "confidence": confidence}
+    gates["passed"] = bool(checks["passed"] and speedup is not False)
     return Result(shape={"B": B, "Hq": Hq, "Hkv": Hkv, "Sq": Sq, "Sk": Sk, "D": D}, dtype=dtype, causal=causal,
                   scale=scale, impl=cand.impl, config=cand.config, seed=seed, flops=flops, bytes=nbytes,
                   candidates=cands, comparisons=comps, correctness=checks, gates=gates, timing=timing_info,

@@ -248,6 +248,13 @@ class Report:
 
     @classmethod
     def from_dict(cls, d, where="report"):
+        try:
+            return cls._from_dict(d, where)
+        except (KeyError, TypeError, AttributeError) as e:  # a malformed file is an input error, not a crash
+            raise ValueError(f"{where}: not a well-formed attnbench report ({type(e).__name__}: {e})") from e
+
+    @classmethod
+    def _from_dict(cls, d, where):
         if not isinstance(d, dict) or d.get("kind") != REPORT_KIND:
             raise ValueError(f"{where}: kind: not an attnbench report (no \"kind\": \"{REPORT_KIND}\")")
         schema = d.get("schema")

@@ -115,7 +115,9 @@ class Result:
         for b, why in corr.get("unsupported", {}).items():
             lines.append(f"  sdpa:{b} unsupported: {why[:120]}")
         if self.candidates:
-            hdr = f"{'candidate':<22}{'median us':>11}{'p90':>10}{'p99':>10}{'IQR':>9}{'TFLOP/s':>9}  speedup vs it [95% CI]  verdict"
+            ci = f"{100 * self.gates.get('confidence', 0.95):g}% CI"
+            hdr = (f"{'candidate':<22}{'median us':>11}{'p90':>10}{'p99':>10}{'IQR':>9}{'TFLOP/s':>9}  "
+                   f"speedup vs it [{ci}]  verdict")
             lines += [hdr, "-" * len(hdr)]
             for name, med, p90, p99, iqr, tf, sp, v in self.rows():
                 lines.append(f"{name:<22}{med:>11.2f}{p90:>10.2f}{p99:>10.2f}{iqr:>9.2f}{tf:>9.1f}  {sp:<22}  {v}")
@@ -124,7 +126,7 @@ class Result:
         g = self.gates
         if g.get("speedup") is not None:
             lines.append(f"gate vs sdpa:{g['reference']}: {'PASS' if g['speedup'] else 'FAIL'} "
-                         f"(median below 0.95x with CI upper bound below 1)")
+                         f"(median below {g.get('threshold', 0.95):g}x with CI upper bound below 1)")
         gpu = self.environment.get("gpu", {})
         lines.append(f"env: {gpu.get('name')} ({gpu.get('sm_count')} SMs), torch {self.environment.get('torch')}, "
                      f"cuDNN {self.environment.get('cudnn')}; wall {self.wall_seconds:.2f} s")
@@ -155,7 +157,7 @@ def _plain(x):
     if isinstance(x, np.ndarray):
         return [_plain(v) for v in x.tolist()]
     if isinstance(x, (np.floating, float)):
-        return None if np.isnan(x) else float(x)
+        return float(x) if np.isfinite(x) else None  # JSON has no NaN or Infinity
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, np.bool_):
