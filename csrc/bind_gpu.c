@@ -78,6 +78,15 @@ static void guard_leave(device_guard g)
         return r;                                                                       \
     }
 
+#define DEVICE_RESTORING_POSITIONAL(fn)                                                 \
+    static PyObject *fn##_restoring(PyObject *self, PyObject *args)                     \
+    {                                                                                   \
+        device_guard g = guard_enter();                                                 \
+        PyObject *r = fn(self, args);                                                   \
+        guard_leave(g);                                                                 \
+        return r;                                                                       \
+    }
+
 static int device_sm(int device, int *sm)
 {
     int major, minor;
@@ -781,13 +790,9 @@ static PyObject *py_block_stream(PyObject *self, PyObject *args, PyObject *kw)
     int *flag_dev;
     ab_clock_probe *probe_dev;
     ab_error err = {{0}};
-    cudaError_t rc = cudaHostAlloc((void **)&b->flag, sizeof *b->flag, cudaHostAllocMapped);
+    cudaError_t rc = ab_host_mapped(sizeof *b->flag, (void **)&b->flag, (void **)&flag_dev);
     if (rc == cudaSuccess)
-        rc = cudaHostAlloc((void **)&b->probe, sizeof *b->probe, cudaHostAllocMapped);
-    if (rc == cudaSuccess)
-        rc = cudaHostGetDevicePointer((void **)&flag_dev, b->flag, 0);
-    if (rc == cudaSuccess)
-        rc = cudaHostGetDevicePointer((void **)&probe_dev, b->probe, 0);
+        rc = ab_host_mapped(sizeof *b->probe, (void **)&b->probe, (void **)&probe_dev);
     if (rc != cudaSuccess) {
         if (b->flag) cudaFreeHost(b->flag);
         if (b->probe) cudaFreeHost(b->probe);
@@ -858,12 +863,8 @@ static PyObject *py_nan_counter(PyObject *self, PyObject *args)
     nan_counter *h = PyMem_Calloc(1, sizeof *h);
     if (h == NULL)
         return PyErr_NoMemory();
-    cudaError_t rc = cudaHostAlloc((void **)&h->count, sizeof *h->count, cudaHostAllocMapped);
-    if (rc == cudaSuccess)
-        rc = cudaHostGetDevicePointer((void **)&h->count_dev, h->count, 0);
+    cudaError_t rc = ab_host_mapped(sizeof *h->count, (void **)&h->count, (void **)&h->count_dev);
     if (rc != cudaSuccess) {
-        if (h->count)
-            cudaFreeHost(h->count);
         PyMem_Free(h);
         return cuda_failed(rc, "cudaHostAlloc"), NULL;
     }
@@ -955,21 +956,8 @@ DEVICE_RESTORING(py_time, PyObject *)
 DEVICE_RESTORING(py_block_stream, PyObject *)
 DEVICE_RESTORING(py_synchronize, PyObject *)
 
-static PyObject *py_nan_counter_restoring(PyObject *self, PyObject *args)
-{
-    device_guard g = guard_enter();
-    PyObject *r = py_nan_counter(self, args);
-    guard_leave(g);
-    return r;
-}
-
-static PyObject *py_nan_scan_restoring(PyObject *self, PyObject *args)
-{
-    device_guard g = guard_enter();
-    PyObject *r = py_nan_scan(self, args);
-    guard_leave(g);
-    return r;
-}
+DEVICE_RESTORING_POSITIONAL(py_nan_counter)
+DEVICE_RESTORING_POSITIONAL(py_nan_scan)
 
 PyMethodDef ab_gpu_methods[] = {
     {"device_count", py_device_count, METH_NOARGS, device_count_doc},

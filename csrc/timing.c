@@ -38,6 +38,22 @@ void ab_timing_defaults(ab_timing_options *opt)
     opt->blocking_timeout_ms = BLOCKING_TIMEOUT_MS;
 }
 
+cudaError_t ab_host_mapped(size_t bytes, void **host, void **dev)
+{
+    *host = NULL;
+    cudaError_t rc = cudaHostAlloc(host, bytes, cudaHostAllocMapped);
+    if (rc == cudaSuccess)
+        rc = cudaHostGetDevicePointer(dev, *host, 0);
+    if (rc != cudaSuccess) {
+        if (*host)
+            cudaFreeHost(*host);
+        *host = NULL;
+        return rc;
+    }
+    memset(*host, 0, bytes);
+    return cudaSuccess;
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -104,10 +120,8 @@ static int timer_open(sampler *t, int n, const ab_timing_options *opt, ab_error 
         t->flush_bytes = 2 * (size_t)l2;
         AB_CUDA_CHECK(err, cudaMalloc(&t->flush, t->flush_bytes));
     }
-    AB_CUDA_CHECK(err, cudaHostAlloc((void **)&t->flag, sizeof *t->flag, cudaHostAllocMapped));
-    AB_CUDA_CHECK(err, cudaHostGetDevicePointer((void **)&t->flag_dev, t->flag, 0));
-    AB_CUDA_CHECK(err, cudaHostAlloc((void **)&t->probe, sizeof *t->probe, cudaHostAllocMapped));
-    AB_CUDA_CHECK(err, cudaHostGetDevicePointer((void **)&t->probe_dev, t->probe, 0));
+    AB_CUDA_CHECK(err, ab_host_mapped(sizeof *t->flag, (void **)&t->flag, (void **)&t->flag_dev));
+    AB_CUDA_CHECK(err, ab_host_mapped(sizeof *t->probe, (void **)&t->probe, (void **)&t->probe_dev));
     return 0;
 }
 

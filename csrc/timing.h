@@ -66,6 +66,10 @@ void ab_timing_run_free(ab_timing_run *run);
  * estimated from the MAD (1.2533 * 1.4826 * MAD / sqrt(n)), over the median. */
 double ab_median_noise(const double *x, int n);
 
+/* Zeroed mapped pinned host memory of `bytes` and its device address: how the
+ * host and a spinning kernel talk.  On failure nothing stays allocated. */
+cudaError_t ab_host_mapped(size_t bytes, void **host, void **dev);
+
 /* GPU helpers (kernels/timing.cu). */
 typedef struct ab_clock_probe {
     long long cycles;         /* clock64() ticks while spinning */
