@@ -44,6 +44,7 @@
 //   1 128x128_s2    2 128x128_s3    3 128x64_s2
 //   4 128x128_s2_ov 5 128x128_s3_ov (intra-warpgroup overlap: the next S GEMM
 //     and this block's P V run during the softmax)
+//   6 128x128_s2_pp 7 128x128_s3_pp (overlap + ping-pong of the two consumers)
 //
 // Checked on an H200 (2026-11-21, the driver in the lead's .carry/wgmma):
 // configs 1-5 right in all 120 cases (fp16/bf16 x D 64/128 x causal x 15
@@ -93,9 +94,14 @@ constexpr int COL_BLOCK = 64;  // elements of one 128-byte row
 constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's M)
 constexpr int CONSUMERS = 2;   // consumer warpgroups
 
-template <int D_, int BN_, int STAGES_, bool OVERLAP_> struct tile_cfg {
+template <int D_, int BN_, int STAGES_, bool OVERLAP_, bool PINGPONG_> struct tile_cfg {
     static constexpr int D = D_, BM = CONSUMERS * WG_ROWS, BN = BN_, STAGES = STAGES_;
-    static constexpr bool OVERLAP = OVERLAP_;  // next S GEMM in flight during this softmax
+    static constexpr bool OVERLAP = OVERLAP_;    // next S GEMM in flight during this softmax
+    static constexpr bool PINGPONG = PINGPONG_;  // the two consumers take turns issuing GEMMs
+    static_assert(!PINGPONG || OVERLAP, "ping-pong is built on the overlapped loop");
+    // Named barriers: 0 is __syncthreads; 1 + c is consumer c's own (128
+    // threads); PP_BAR0 + c is consumer c's ping-pong turn (256 threads).
+    static constexpr int PP_BAR0 = 1 + CONSUMERS;
     static constexpr int THREADS = 128 * (1 + CONSUMERS);
     // Registers per thread after setmaxnreg: the producer needs a handful for
     // coordinates and barrier addresses; the consumers get the rest of the 64K
@@ -211,6 +217,14 @@ template <int R> __device__ __forceinline__ void regs_inc()
 __device__ __forceinline__ void warpgroup_bar(int id)
 {
     asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
+}
+
+// Named barrier `id` over 256 threads: both consumer warpgroups, one waiting
+// (sync) and the other signalling (arrive, which does not wait).
+__device__ __forceinline__ void pair_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void pair_bar_arrive(int id)
+{
+    asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
 }
 
 // Orders this thread's generic-proxy shared-memory writes before later reads
@@ -592,10 +606,29 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         // the tensor cores finish P_{j-1} V_{j-1}.  Only once that GEMM is
         // complete are O rescaled and P_j packed into the fragments it read
         // (packing earlier would overwrite registers the GEMM still reads).
+        //
+        // Ping-pong: the consumers issue their GEMMs by turns (FA3's
+        // inter-warpgroup schedule), so one's softmax runs under the other's
+        // GEMMs.  Each issue slot (S_0; S_j with P_{j-1} V_{j-1}; the last
+        // P V) waits on this warpgroup's barrier, which the other warpgroup
+        // arrives at after its own slot; consumer 1 lets consumer 0 go first
+        // and skips its final arrival, so every barrier phase is complete.
+        const int my_turn = C::PP_BAR0 + cw, their_turn = C::PP_BAR0 + (1 - cw);
+        auto take_turn = [&]() {
+            if constexpr (C::PINGPONG) pair_bar_sync(my_turn);
+        };
+        auto pass_turn = [&](bool last) {
+            if constexpr (C::PINGPONG)
+                if (!(last && cw == 1)) pair_bar_arrive(their_turn);
+        };
+        if constexpr (C::PINGPONG)
+            if (cw == 1) pair_bar_arrive(their_turn);
         mbar_wait(bar_full_k, 0);
+        take_turn();
         wgmma_fence();
         issue_s<T, C>(sc, dq, desc_k(0));
         wgmma_commit();
+        pass_turn(false);
         wgmma_wait<0>();
         fence_regs(sc);
         mask_and_softmax(0);  // O is still zero: nothing to rescale
@@ -609,11 +642,13 @@ __global__ void __launch_bounds__(C::THREADS, 1)
             const uint64_t dk = desc_k(j), dv = desc_v(j - 1);
             fence_regs(o);
             fence_regs(pf);
+            take_turn();
             wgmma_fence();
             issue_s<T, C>(sc, dq, dk);
             wgmma_commit();
             issue_pv<T, C>(o, pf, dv);
             wgmma_commit();
+            pass_turn(false);
             wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
             fence_regs(sc);
             const bool moved = mask_and_softmax(j);
@@ -626,9 +661,11 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         mbar_wait(bar_full_v + 8 * ((n_tiles - 1) % STAGES), parity(n_tiles - 1));
         fence_regs(o);
         fence_regs(pf);
+        take_turn();
         wgmma_fence();
         issue_pv<T, C>(o, pf, desc_v(n_tiles - 1));
         wgmma_commit();
+        pass_turn(true);
         wgmma_wait<0>();
         fence_regs(o);
         release(n_tiles - 1);
@@ -772,35 +809,39 @@ template <typename C> static int launch_dtype(const ab_attn_args *a, cudaStream_
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
-template <int BN, int S, bool OV> static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
+template <int BN, int S, bool OV, bool PP>
+static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64) return launch_dtype<tile_cfg<64, BN, S, OV>>(a, s, err);
-    if (a->D == 128) return launch_dtype<tile_cfg<128, BN, S, OV>>(a, s, err);
+    if (a->D == 64) return launch_dtype<tile_cfg<64, BN, S, OV, PP>>(a, s, err);
+    if (a->D == 128) return launch_dtype<tile_cfg<128, BN, S, OV, PP>>(a, s, err);
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
-// X(BLOCK_N, STAGES, OVERLAP, name suffix), with the reason (BLOCK_M is 128:
-// two consumer warpgroups of wgmma's M = 64):
+// X(BLOCK_N, STAGES, OVERLAP, PINGPONG, name suffix), with the reason (BLOCK_M
+// is 128: two consumer warpgroups of wgmma's M = 64):
 #define AB_WGMMA_CONFIGS(X)                                                                                  \
     /* wgmma's widest S tile that leaves registers for O at D=128 (64 + 64 accumulators + P); */            \
     /* 2 stages: 160 KB of shared memory at D=128 */                                                          \
-    X(128, 2, false, )                                                                                        \
+    X(128, 2, false, false, )                                                                                 \
     /* 3-deep K/V ring: a block more in flight (224 KB at D=128, the most an SM has) */                      \
-    X(128, 3, false, )                                                                                        \
+    X(128, 3, false, false, )                                                                                 \
     /* half the S registers and finer causal blocks; twice the barriers per key */                           \
-    X(64, 2, false, )                                                                                         \
+    X(64, 2, false, false, )                                                                                  \
     /* the next S GEMM and this P V GEMM in flight during the softmax (FA3's intra-warpgroup overlap) */    \
-    X(128, 2, true, _ov)                                                                                      \
+    X(128, 2, true, false, _ov)                                                                               \
     /* the overlap with a 3-deep ring: a slot is released a GEMM later than without it */                    \
-    X(128, 3, true, _ov)
+    X(128, 3, true, false, _ov)                                                                               \
+    /* overlap + ping-pong: the consumers issue GEMMs by turns, one's softmax under the other's GEMMs */      \
+    X(128, 2, true, true, _pp)                                                                                \
+    X(128, 3, true, true, _pp)
 
-#define AB_WGMMA_NAME(BN, S, OV, SUFFIX) "128x" #BN "_s" #S #SUFFIX,
+#define AB_WGMMA_NAME(BN, S, OV, PP, SUFFIX) "128x" #BN "_s" #S #SUFFIX,
 static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
-#define AB_WGMMA_FN(BN, S, OV, SUFFIX) launch_cfg<BN, S, OV>,
+#define AB_WGMMA_FN(BN, S, OV, PP, SUFFIX) launch_cfg<BN, S, OV, PP>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
