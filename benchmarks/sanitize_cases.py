@@ -14,6 +14,7 @@ CASES = [(1, 1, 2, 2), (17, 17, 2, 2), (65, 130, 4, 2), (130, 65, 2, 2), (200, 2
 
 
 def main():
+    # "impl" or "impl@config", comma-separated; default: every kernel in its default config
     names = sys.argv[1].split(",") if len(sys.argv) > 1 else [k["name"] for k in attnbench.kernels()]
     cases = CASES[: int(sys.argv[2])] if len(sys.argv) > 2 else CASES  # fewer for slow tools
     for impl, dtype, D, causal, (Sq, Sk, Hq, Hkv) in itertools.product(
@@ -22,7 +23,8 @@ def main():
         q = torch.randn(1, Hq, Sq, D, device="cuda", generator=g).to(dtype)
         k = torch.randn(1, Hkv, Sk, D, device="cuda", generator=g).to(dtype)
         v = torch.randn(1, Hkv, Sk, D, device="cuda", generator=g).to(dtype)
-        out, lse = attnbench.attention(q, k, v, causal=causal, impl=impl, return_lse=True)
+        name, _, config = impl.partition("@")
+        out, lse = attnbench.attention(q, k, v, causal=causal, impl=name, config=config or None, return_lse=True)
         torch.cuda.synchronize()
         assert not torch.isnan(out).any() and not torch.isnan(lse).any(), (impl, dtype, D, causal, Sq, Sk)
     print(f"sanitize_cases: {len(names)} kernels x {2 * 2 * 2 * len(cases)} cases ran")

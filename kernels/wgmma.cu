@@ -92,21 +92,42 @@ constexpr uint32_t ROW_BYTES = 128;
 constexpr uint32_t ATOM_BYTES = 8 * ROW_BYTES;
 constexpr int COL_BLOCK = 64;  // elements of one 128-byte row
 constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's M)
-constexpr int CONSUMERS = 2;   // consumer warpgroups
 
-template <int D_, int BN_, int STAGES_, bool OVERLAP_, bool PINGPONG_> struct tile_cfg {
-    static constexpr int D = D_, BM = CONSUMERS * WG_ROWS, BN = BN_, STAGES = STAGES_;
-    static constexpr bool OVERLAP = OVERLAP_;    // next S GEMM in flight during this softmax
-    static constexpr bool PINGPONG = PINGPONG_;  // the two consumers take turns issuing GEMMs
-    static_assert(!PINGPONG || OVERLAP, "ping-pong is built on the overlapped loop");
+// One kernel variant.  NC consumer warpgroups of 64 query rows each (BM =
+// 64 NC), BN keys per K/V block, a STAGES-deep K/V ring, and the schedule:
+//   OVERLAP  the next S GEMM and this block's P V in flight during the softmax
+//   PP       ping-pong: the consumers issue their GEMMs by turns (round robin
+//            on named barriers), so one's softmax runs under the others' GEMMs
+//   PERSIST  one CTA per SM walks a static list of tiles (heaviest first,
+//            snake order when causal); Q of the next tile loads as soon as the
+//            last S GEMM of this one is done, K/V stream on across tiles, and
+//            O is stored from registers so Q's buffer is free at once
+//   EMU      of every 8 n8-tiles of S, EMU take their exp2 from a polynomial on
+//            the FMA pipe instead of the SFU (at D=64 the SFU's 16 exp/clk/SM
+//            is as busy as the tensor cores)
+template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, int EMU_> struct tile_cfg {
+    static constexpr int D = D_, NC = NC_, BM = NC_ * WG_ROWS, BN = BN_, STAGES = STAGES_;
+    static constexpr bool OVERLAP = OVERLAP_;
+    static constexpr bool PINGPONG = PP_ && NC_ > 1;
+    static constexpr bool PERSIST = PERSIST_;
+    static constexpr int EMU = EMU_;
+    static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
+    static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
+    static_assert(NC >= 1 && NC <= 3, "one to three consumer warpgroups");
+    static_assert(EMU >= 0 && EMU <= 8, "EMU counts n8-tiles out of 8");
     // Named barriers: 0 is __syncthreads; 1 + c is consumer c's own (128
     // threads); PP_BAR0 + c is consumer c's ping-pong turn (256 threads).
-    static constexpr int PP_BAR0 = 1 + CONSUMERS;
-    static constexpr int THREADS = 128 * (1 + CONSUMERS);
+    static constexpr int PP_BAR0 = 1 + NC;
+    static constexpr int THREADS = 128 * (1 + NC);
+    // One consumer: two CTAs share an SM (latency-bound shapes get twice the CTAs).
+    static constexpr int MIN_BLOCKS = NC == 1 ? 2 : 1;
     // Registers per thread after setmaxnreg: the producer needs a handful for
-    // coordinates and barrier addresses; the consumers get the rest of the 64K
-    // register file (128 * 24 + 256 * 240 = 64512 = 384 threads * 168 at launch).
-    static constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = 240;
+    // coordinates and barrier addresses; the consumers get the rest of the
+    // register file (NC = 2: 128 * 24 + 256 * 240 = 64512 <= 65536; NC = 3:
+    // 128 * 24 + 384 * 160 = 64512; NC = 1: 2 CTAs * (128 * 24 + 128 * 232) = 65536).
+    static constexpr int PRODUCER_REGS = 24;
+    static constexpr int CONSUMER_REGS = NC == 1 ? 232 : NC == 2 ? 240 : 160;
+    static_assert(MIN_BLOCKS * 128 * (PRODUCER_REGS + NC * CONSUMER_REGS) <= 65536, "register file");
     static constexpr int CB = D / COL_BLOCK;  // column blocks per row
     static constexpr uint32_t Q_BYTES = BM * D * 2;
     static constexpr uint32_t KV_BYTES = BN * D * 2;  // one K or V block
@@ -114,14 +135,17 @@ template <int D_, int BN_, int STAGES_, bool OVERLAP_, bool PINGPONG_> struct ti
     static constexpr uint32_t K_OFF = Q_OFF + Q_BYTES;
     static constexpr uint32_t V_OFF = K_OFF + STAGES * KV_BYTES;
     static constexpr uint32_t BAR_OFF = V_OFF + STAGES * KV_BYTES;
-    // mbarriers: q_full, then full_k, full_v and empty per stage.
-    static constexpr int N_BARS = 1 + 3 * STAGES;
+    // mbarriers: q_full, q_empty, then full_k, full_v and empty per stage.
+    static constexpr int N_BARS = 2 + 3 * STAGES;
     // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
     static constexpr size_t SMEM = BAR_OFF + N_BARS * 8 + ATOM_BYTES;
     static_assert(D % COL_BLOCK == 0, "D must be a multiple of 64");
     static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "wgmma N and TMA box limits");
+    static_assert(BM <= 256, "TMA box limit");
     static_assert(STAGES >= 2, "at least one K/V block in flight");
     static_assert(SMEM <= 227 * 1024, "fits an sm_90 block's shared memory");
+    // 228 KB per SM, 1 KB of it reserved per resident CTA.
+    static_assert(MIN_BLOCKS * (SMEM + 1024) <= 228 * 1024, "MIN_BLOCKS CTAs fit an SM");
 };
 
 struct kparams {
@@ -131,6 +155,8 @@ struct kparams {
     int64_t os[3];
     int Hq, Hkv, Sq, Sk;
     int n_mblocks;
+    int bh_count;      // B * Hq
+    int n_work;        // n_mblocks * bh_count tiles
     float scale_log2;  // |scale| * log2(e): scores go straight into ex2
     int negate_q;      // scale < 0: Q is negated in shared memory once
     int causal;
@@ -269,17 +295,24 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo_bytes)
 //        (accumulate = 0 overwrites d);
 //   rs:  d += A B, A [64 x 16] from registers (the mma.m16n8k16 A-fragment
 //        layout, per warp) and B [16 x N] N-major in shared memory.
-#define AB_REGS_0_15 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
-#define AB_REGS_16_31 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-#define AB_REGS_32_47 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
-#define AB_REGS_48_63 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-#define AB_REGS32 "{" AB_REGS_0_15 ", " AB_REGS_16_31 "}"
-#define AB_REGS64 "{" AB_REGS_0_15 ", " AB_REGS_16_31 ", " AB_REGS_32_47 ", " AB_REGS_48_63 "}"
+#define AB_R8(a, b, c, d, e, f, g, h) "%" #a ", %" #b ", %" #c ", %" #d ", %" #e ", %" #f ", %" #g ", %" #h
+#define AB_REGS_0_31                                                                                       \
+    AB_R8(0, 1, 2, 3, 4, 5, 6, 7) ", " AB_R8(8, 9, 10, 11, 12, 13, 14, 15) ", " AB_R8(16, 17, 18, 19, 20, 21, 22, 23) \
+        ", " AB_R8(24, 25, 26, 27, 28, 29, 30, 31)
+#define AB_REGS_32_63                                                                                      \
+    AB_R8(32, 33, 34, 35, 36, 37, 38, 39) ", " AB_R8(40, 41, 42, 43, 44, 45, 46, 47) ", " AB_R8(48, 49, 50, 51, 52, 53, 54, 55) \
+        ", " AB_R8(56, 57, 58, 59, 60, 61, 62, 63)
+#define AB_REGS_64_87                                                                                      \
+    AB_R8(64, 65, 66, 67, 68, 69, 70, 71) ", " AB_R8(72, 73, 74, 75, 76, 77, 78, 79) ", " AB_R8(80, 81, 82, 83, 84, 85, 86, 87)
+#define AB_REGS32 "{" AB_REGS_0_31 "}"
+#define AB_REGS64 "{" AB_REGS_0_31 ", " AB_REGS_32_63 "}"
+#define AB_REGS88 "{" AB_REGS_0_31 ", " AB_REGS_32_63 ", " AB_REGS_64_87 "}"
 #define AB_ACC8(d, i)                                                                                      \
     "+f"(d[(i) + 0]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),             \
         "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
 #define AB_ACC32(d) AB_ACC8(d, 0), AB_ACC8(d, 8), AB_ACC8(d, 16), AB_ACC8(d, 24)
 #define AB_ACC64(d) AB_ACC32(d), AB_ACC8(d, 32), AB_ACC8(d, 40), AB_ACC8(d, 48), AB_ACC8(d, 56)
+#define AB_ACC88(d) AB_ACC64(d), AB_ACC8(d, 64), AB_ACC8(d, 72), AB_ACC8(d, 80)
 
 template <typename T, int N> struct wgmma;
 
@@ -311,6 +344,10 @@ AB_WGMMA_OPS(__nv_bfloat16, "bf16", 64, AB_REGS32, AB_ACC32, "%32, %33", "%34", 
              "%37")
 AB_WGMMA_OPS(__nv_bfloat16, "bf16", 128, AB_REGS64, AB_ACC64, "%64, %65", "%66", "{%64, %65, %66, %67}, %68",
              "%69")
+// N = 176: the S GEMM of 176-key blocks (the widest that leaves registers for O at D = 128).
+AB_WGMMA_OPS(__half, "f16", 176, AB_REGS88, AB_ACC88, "%88, %89", "%90", "{%88, %89, %90, %91}, %92", "%93")
+AB_WGMMA_OPS(__nv_bfloat16, "bf16", 176, AB_REGS88, AB_ACC88, "%88, %89", "%90", "{%88, %89, %90, %91}, %92",
+             "%93")
 
 template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
 template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi)
@@ -368,11 +405,34 @@ __device__ __forceinline__ void mask_block(float (&sc)[BN / 2], int key0, int Sk
             }
 }
 
+// 2^x for x <= 0 on the FMA pipe, for the share of the softmax's exps taken
+// off the SFU: x = j + f with j = round(x), f in [-0.5, 0.5]; 2^f from a
+// degree-4 polynomial (minimax for relative error on [-0.5, 0.5], fitted in
+// float64: at most 2.7e-6 relative, evaluated in fp32; ex2.approx is about
+// 2^-22), 2^j from the exponent bits.  x below -127 (including -inf) gives
+// exactly 0: j = -127 makes the exponent factor +0.  The adds go through
+// __fadd_rn so that no compiler reassociates the round-to-integer trick away.
+__device__ __forceinline__ float poly_exp2(float x)
+{
+    x = fmaxf(x, -127.f);
+    const float shifted = __fadd_rn(x, 12582912.f);  // 1.5 * 2^23: j lands in the low mantissa bits
+    const float j = __fsub_rn(shifted, 12582912.f);
+    const float f = __fsub_rn(x, j);
+    float q = 9.570079856e-03f;
+    q = fmaf(q, f, 5.591783673e-02f);
+    q = fmaf(q, f, 2.402474433e-01f);
+    q = fmaf(q, f, 6.931217909e-01f);
+    q = fmaf(q, f, 9.999992847e-01f);
+    // The low bits of `shifted` hold j in two's complement: shifted << 23 = j << 23 (mod 2^32).
+    const float two_j = __int_as_float((__float_as_int(shifted) << 23) + (127 << 23));
+    return q * two_j;
+}
+
 // Online softmax of one S block, in place: new running maxima (scaled), S
 // becomes P = exp2(S * sl2 - max), row sums, and alpha, the factor for O and
 // l.  Returns whether O needs rescaling (warp-uniform): once the maxima
 // settle, most blocks leave them unchanged.
-template <int BN>
+template <int BN, int EMU>
 __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
                                               float (&alpha)[2], float sl2)
 {
@@ -397,7 +457,8 @@ __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 float &x = sc[4 * nt + 2 * hf + e];
-                x = fast_exp2(fmaf(x, sl2, -ms));
+                const float arg = fmaf(x, sl2, -ms);
+                x = (nt % 8 < EMU) ? poly_exp2(arg) : fast_exp2(arg);
                 sum += x;
             }
         l_run[hf] = l_run[hf] * alpha[hf] + sum;
@@ -444,50 +505,73 @@ template <int KS> __device__ __forceinline__ void fence_regs(uint32_t (&r)[KS][4
 // The kernel
 // ---------------------------------------------------------------------------
 
+// One unit of work: BM query rows of one (batch, head).
+struct work_tile {
+    int b, h, kvh, m0, n_kv;
+};
+
 template <typename T, typename C>
-__global__ void __launch_bounds__(C::THREADS, 1)
+__global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     attn_fwd_wgmma(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
                    const __grid_constant__ CUtensorMap tm_v, const kparams p)
 {
 #if AB_WGMMA_DEVICE
-    constexpr int D = C::D, BM = C::BM, BN = C::BN, STAGES = C::STAGES, CB = C::CB;
+    constexpr int D = C::D, BM = C::BM, BN = C::BN, STAGES = C::STAGES, CB = C::CB, NC = C::NC;
 
     extern __shared__ unsigned char smem_raw[];
     // 128B-swizzled tiles must start on an atom (the swizzle reads address bits 4-9).
     const uint32_t base = (smem_u32(smem_raw) + ATOM_BYTES - 1) & ~(ATOM_BYTES - 1);
     unsigned char *const q_tile = smem_raw + (base - smem_u32(smem_raw)) + C::Q_OFF;  // generic view of Q
     const uint32_t sQ = base + C::Q_OFF, sK = base + C::K_OFF, sV = base + C::V_OFF;
-    const uint32_t bar_q = base + C::BAR_OFF;
-    const uint32_t bar_full_k = bar_q + 8, bar_full_v = bar_full_k + 8 * STAGES;
+    const uint32_t bar_q_full = base + C::BAR_OFF, bar_q_empty = bar_q_full + 8;
+    const uint32_t bar_full_k = bar_q_empty + 8, bar_full_v = bar_full_k + 8 * STAGES;
     const uint32_t bar_empty = bar_full_v + 8 * STAGES;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
 
-    // Causal: the heaviest (last) query blocks go out first, so the light ones
-    // fill the tail.  Otherwise all blocks weigh the same, and consecutive
-    // blocks share a head so that its K/V stay in L2 while they stream it.
-    const int bh_count = (int)(gridDim.x / p.n_mblocks);
-    int mb, bh;
-    if (p.causal) {
-        mb = p.n_mblocks - 1 - (int)(blockIdx.x / bh_count);
-        bh = (int)(blockIdx.x % bh_count);
-    } else {
-        mb = (int)(blockIdx.x % p.n_mblocks);
-        bh = (int)(blockIdx.x / p.n_mblocks);
-    }
-    const int b = bh / p.Hq, h = bh % p.Hq;
-    const int kvh = kv_head(h, p.Hq, p.Hkv);
-    const int m0 = mb * BM;
-    // Causal: keys up to the block's last real row (rows >= Sq are never written).
-    const int n_end = p.causal ? min(p.Sk, min(m0 + BM, p.Sq)) : p.Sk;
-    const int n_tiles = ceil_div(n_end, BN);
+    // The work list.  Tiles are ranked heaviest first when causal (the last
+    // query blocks see the most keys), so the light ones fill the tail;
+    // otherwise consecutive ranks share a head, so that its K/V stay in L2
+    // while they stream it.  Without PERSIST, CTA x takes rank x.  With it,
+    // CTA x takes one rank per round of G = gridDim.x: r G + x, or r G + G-1-x
+    // in odd rounds when causal (snake order: a CTA that got a heavy tile in
+    // one round gets a light one in the next).
+    auto work_rank = [&](int i) -> int {
+        if constexpr (!C::PERSIST) {
+            return i == 0 ? (int)blockIdx.x : -1;
+        } else {
+            const long long G = gridDim.x, x = blockIdx.x;
+            const long long r = i * G + ((p.causal && (i & 1)) ? G - 1 - x : x);
+            return r < p.n_work ? (int)r : -1;
+        }
+    };
+    auto decode = [&](int rank) {
+        work_tile w;
+        int mb, bh;
+        if (p.causal) {
+            mb = p.n_mblocks - 1 - rank / p.bh_count;
+            bh = rank % p.bh_count;
+        } else {
+            mb = rank % p.n_mblocks;
+            bh = rank / p.n_mblocks;
+        }
+        w.b = bh / p.Hq;
+        w.h = bh % p.Hq;
+        w.kvh = kv_head(w.h, p.Hq, p.Hkv);
+        w.m0 = mb * BM;
+        // Causal: keys up to the tile's last real row (rows >= Sq are never written).
+        const int n_end = p.causal ? min(p.Sk, min(w.m0 + BM, p.Sq)) : p.Sk;
+        w.n_kv = ceil_div(n_end, BN);
+        return w;
+    };
 
     if (tid == 0) {
-        mbar_init(bar_q, 1);
+        mbar_init(bar_q_full, 1);
+        mbar_init(bar_q_empty, NC * 4);  // one arrival per consumer warp
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full_k + 8 * s, 1);
             mbar_init(bar_full_v + 8 * s, 1);
-            mbar_init(bar_empty + 8 * s, CONSUMERS * 4);  // one arrival per consumer warp
+            mbar_init(bar_empty + 8 * s, NC * 4);
         }
         mbar_init_fence();
     }
@@ -497,25 +581,33 @@ __global__ void __launch_bounds__(C::THREADS, 1)
         // ---- producer ----
         regs_dec<C::PRODUCER_REGS>();
         if (tid == 0) {
-            mbar_expect_tx(bar_q, C::Q_BYTES);
-#pragma unroll
-            for (int cb = 0; cb < CB; ++cb)
-                tma_load_4d(sQ + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, m0, h, b, bar_q);
-            for (int j = 0; j < n_tiles; ++j) {
-                const int s = j % STAGES;
-                // Round r >= 1 of a slot waits for the consumers' release of round r - 1.
-                if (j >= STAGES) mbar_wait(bar_empty + 8 * s, ((j / STAGES) - 1) & 1);
-                const uint32_t kdst = sK + s * C::KV_BYTES, vdst = sV + s * C::KV_BYTES;
-                mbar_expect_tx(bar_full_k + 8 * s, C::KV_BYTES);
+            int it = 0;  // K/V blocks issued so far: ring slot it % STAGES, round it / STAGES
+            for (int i = 0;; ++i) {
+                const int rank = work_rank(i);
+                if (rank < 0) break;
+                const work_tile w = decode(rank);
+                // Tile i's Q overwrites tile i-1's once every consumer warp's last S GEMM is done.
+                if (i > 0) mbar_wait(bar_q_empty, (uint32_t)((i - 1) & 1));
+                mbar_expect_tx(bar_q_full, C::Q_BYTES);
 #pragma unroll
                 for (int cb = 0; cb < CB; ++cb)
-                    tma_load_4d(kdst + cb * BN * ROW_BYTES, &tm_k, cb * COL_BLOCK, j * BN, kvh, b,
-                                bar_full_k + 8 * s);
-                mbar_expect_tx(bar_full_v + 8 * s, C::KV_BYTES);
+                    tma_load_4d(sQ + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, w.m0, w.h, w.b, bar_q_full);
+                for (int j = 0; j < w.n_kv; ++j, ++it) {
+                    const int s = it % STAGES;
+                    // Round r >= 1 of a slot waits for the consumers' release of round r - 1.
+                    if (it >= STAGES) mbar_wait(bar_empty + 8 * s, (uint32_t)(((it / STAGES) - 1) & 1));
+                    const uint32_t kdst = sK + s * C::KV_BYTES, vdst = sV + s * C::KV_BYTES;
+                    mbar_expect_tx(bar_full_k + 8 * s, C::KV_BYTES);
 #pragma unroll
-                for (int cb = 0; cb < CB; ++cb)
-                    tma_load_4d(vdst + cb * BN * ROW_BYTES, &tm_v, cb * COL_BLOCK, j * BN, kvh, b,
-                                bar_full_v + 8 * s);
+                    for (int cb = 0; cb < CB; ++cb)
+                        tma_load_4d(kdst + cb * BN * ROW_BYTES, &tm_k, cb * COL_BLOCK, j * BN, w.kvh, w.b,
+                                    bar_full_k + 8 * s);
+                    mbar_expect_tx(bar_full_v + 8 * s, C::KV_BYTES);
+#pragma unroll
+                    for (int cb = 0; cb < CB; ++cb)
+                        tma_load_4d(vdst + cb * BN * ROW_BYTES, &tm_v, cb * COL_BLOCK, j * BN, w.kvh, w.b,
+                                    bar_full_v + 8 * s);
+                }
             }
         }
         return;
@@ -523,188 +615,231 @@ __global__ void __launch_bounds__(C::THREADS, 1)
 
     // ---- consumers ----
     regs_inc<C::CONSUMER_REGS>();
-    const int cw = wg - 1;               // consumer warpgroup: query rows cw*64 .. cw*64+63
-    const int wq = warp & 3;             // warp within the warpgroup: 16 of those rows
+    const int cw = wg - 1;    // consumer warpgroup: query rows cw*64 .. cw*64+63 of the tile
+    const int wq = warp & 3;  // warp within the warpgroup: 16 of those rows
     const int g = lane >> 2, t = lane & 3;
-    const int wg_row0 = m0 + cw * WG_ROWS;
-    const int row_lo = wg_row0 + wq * 16 + g;  // this thread's rows: row_lo and row_lo + 8
     const float sl2 = p.scale_log2;
-
-    mbar_wait(bar_q, 0);
-    if (p.negate_q) {
-        // scale < 0: softmax(scale * Q K^T) = softmax(|scale| * (-Q) K^T); negating
-        // fp16/bf16 is exact (a sign-bit flip).  Each warpgroup flips its own rows.
-#pragma unroll
-        for (int cb = 0; cb < CB; ++cb) {
-            unsigned char *const rows = q_tile + cb * BM * ROW_BYTES + cw * WG_ROWS * ROW_BYTES;
-#pragma unroll
-            for (int i = 0; i < WG_ROWS * ROW_BYTES / 16 / 128; ++i) {
-                uint4 *chunk = reinterpret_cast<uint4 *>(rows + (i * 128 + (tid - 128 * wg)) * 16);
-                uint4 v = *chunk;
-                v.x ^= 0x80008000u;
-                v.y ^= 0x80008000u;
-                v.z ^= 0x80008000u;
-                v.w ^= 0x80008000u;
-                *chunk = v;
-            }
-        }
-        fence_proxy_async();
-        warpgroup_bar(1 + cw);
-    }
-
-    float o[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
-    // Running row maxima, already multiplied by scale*log2(e), and row sums
-    // (this thread's quarter of them; the quad is reduced at the end).
-    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
-    float alpha[2];
-    float sc[BN / 2];        // S of the current block
-    uint32_t pf[BN / 16][4];  // P of the block whose P V is next
 
     const uint64_t dq = smem_desc(sQ + cw * WG_ROWS * ROW_BYTES, 16);
     // K is K-major (leading offset unused); V is the N-major B operand of P V:
-    // its column blocks lie BN rows apart.
-    auto desc_k = [&](int j) { return smem_desc(sK + (j % STAGES) * C::KV_BYTES, 16); };
-    auto desc_v = [&](int j) { return smem_desc(sV + (j % STAGES) * C::KV_BYTES, BN * ROW_BYTES); };
-    auto parity = [&](int j) { return (uint32_t)((j / STAGES) & 1); };
-    // Both GEMMs that read block j's slot are complete: hand it back to the producer.
-    auto release = [&](int j) {
+    // its column blocks lie BN rows apart.  `it` counts K/V blocks across tiles.
+    auto desc_k = [&](int it) { return smem_desc(sK + (it % STAGES) * C::KV_BYTES, 16); };
+    auto desc_v = [&](int it) { return smem_desc(sV + (it % STAGES) * C::KV_BYTES, BN * ROW_BYTES); };
+    auto parity = [&](int it) { return (uint32_t)((it / STAGES) & 1); };
+    // Both GEMMs that read block it's slot are complete: hand it back to the producer.
+    auto release = [&](int it) {
         __syncwarp();
-        if (lane == 0) mbar_arrive(bar_empty + 8 * (j % STAGES));
+        if (lane == 0) mbar_arrive(bar_empty + 8 * (it % STAGES));
     };
-    auto mask_and_softmax = [&](int j) {
-        const int key0 = j * BN;
-        if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > wg_row0))
-            mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
-        return softmax_block<BN>(sc, m_run, l_run, alpha, sl2);
+    // This warp's last S GEMM of the tile is complete: Q's buffer may take the next tile.
+    auto release_q = [&]() {
+        if constexpr (C::PERSIST) {
+            __syncwarp();
+            if (lane == 0) mbar_arrive(bar_q_empty);
+        }
     };
+    // Ping-pong: each issue slot (S_0; S_j with P_{j-1} V_{j-1}; the last P V)
+    // waits on this warpgroup's turn barrier, which the previous warpgroup
+    // arrives at after its own slot.  Every consumer runs the same tiles, so
+    // the same number of slots: the last consumer lets consumer 0 go first
+    // and skips its very last arrival, so every barrier phase completes.
+    const int my_turn = C::PP_BAR0 + cw, next_turn = C::PP_BAR0 + (cw + 1) % NC;
+    auto take_turn = [&]() {
+        if constexpr (C::PINGPONG) pair_bar_sync(my_turn);
+    };
+    auto pass_turn = [&](bool final_slot) {
+        if constexpr (C::PINGPONG)
+            if (!(final_slot && cw == NC - 1)) pair_bar_arrive(next_turn);
+    };
+    if constexpr (C::PINGPONG)
+        if (cw == NC - 1) pair_bar_arrive(C::PP_BAR0);
 
-    if constexpr (!C::OVERLAP) {
-        for (int j = 0; j < n_tiles; ++j) {
-            mbar_wait(bar_full_k + 8 * (j % STAGES), parity(j));
+    int it = 0;  // ring position of this tile's first K/V block
+    for (int i = 0;; ++i) {
+        const int rank = work_rank(i);
+        if (rank < 0) break;
+        const bool last_work = work_rank(i + 1) < 0;
+        const work_tile w = decode(rank);
+        const int m0 = w.m0, n_kv = w.n_kv;
+        const int wg_row0 = m0 + cw * WG_ROWS;
+        const int row_lo = wg_row0 + wq * 16 + g;  // this thread's rows: row_lo and row_lo + 8
+
+        mbar_wait(bar_q_full, (uint32_t)(i & 1));
+        if (p.negate_q) {
+            // scale < 0: softmax(scale * Q K^T) = softmax(|scale| * (-Q) K^T); negating
+            // fp16/bf16 is exact (a sign-bit flip).  Each warpgroup flips its own rows.
+#pragma unroll
+            for (int cb = 0; cb < CB; ++cb) {
+                unsigned char *const rows = q_tile + cb * BM * ROW_BYTES + cw * WG_ROWS * ROW_BYTES;
+#pragma unroll
+                for (int k = 0; k < WG_ROWS * ROW_BYTES / 16 / 128; ++k) {
+                    uint4 *chunk = reinterpret_cast<uint4 *>(rows + (k * 128 + (tid - 128 * wg)) * 16);
+                    uint4 v = *chunk;
+                    v.x ^= 0x80008000u;
+                    v.y ^= 0x80008000u;
+                    v.z ^= 0x80008000u;
+                    v.w ^= 0x80008000u;
+                    *chunk = v;
+                }
+            }
+            fence_proxy_async();
+            warpgroup_bar(1 + cw);
+        }
+
+        float o[D / 2];
+#pragma unroll
+        for (int k = 0; k < D / 2; ++k) o[k] = 0.f;
+        // Running row maxima, already multiplied by scale*log2(e), and row sums
+        // (this thread's quarter of them; the quad is reduced at the end).
+        float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+        float alpha[2];
+        float sc[BN / 2];         // S of the current block
+        uint32_t pf[BN / 16][4];  // P of the block whose P V is next
+
+        auto mask_and_softmax = [&](int j) {
+            const int key0 = j * BN;
+            if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > wg_row0))
+                mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+            return softmax_block<BN, C::EMU>(sc, m_run, l_run, alpha, sl2);
+        };
+
+        if constexpr (!C::OVERLAP) {
+            for (int j = 0; j < n_kv; ++j) {
+                const int ij = it + j;
+                mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
+                wgmma_fence();
+                issue_s<T, C>(sc, dq, desc_k(ij));
+                wgmma_commit();
+                wgmma_wait<0>();
+                fence_regs(sc);
+                if (mask_and_softmax(j)) rescale_o<D>(o, alpha);
+                pack_p<T, BN>(sc, pf);
+                mbar_wait(bar_full_v + 8 * (ij % STAGES), parity(ij));
+                fence_regs(o);
+                fence_regs(pf);
+                wgmma_fence();
+                issue_pv<T, C>(o, pf, desc_v(ij));
+                wgmma_commit();
+                wgmma_wait<0>();
+                fence_regs(o);
+                release(ij);
+            }
+        } else {
+            // Intra-warpgroup overlap: S_j = Q K_j^T and O += P_{j-1} V_{j-1} are in
+            // flight together, and the softmax of S_j (in place, fp32) runs while
+            // the tensor cores finish P_{j-1} V_{j-1}.  Only once that GEMM is
+            // complete are O rescaled and P_j packed into the fragments it read
+            // (packing earlier would overwrite registers the GEMM still reads).
+            mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
+            take_turn();
             wgmma_fence();
-            issue_s<T, C>(sc, dq, desc_k(j));
+            issue_s<T, C>(sc, dq, desc_k(it));
             wgmma_commit();
+            pass_turn(false);
             wgmma_wait<0>();
             fence_regs(sc);
-            if (mask_and_softmax(j)) rescale_o<D>(o, alpha);
+            if (n_kv == 1) release_q();
+            mask_and_softmax(0);  // O is still zero: nothing to rescale
             pack_p<T, BN>(sc, pf);
-            mbar_wait(bar_full_v + 8 * (j % STAGES), parity(j));
-            fence_regs(o);
-            fence_regs(pf);
-            wgmma_fence();
-            issue_pv<T, C>(o, pf, desc_v(j));
-            wgmma_commit();
-            wgmma_wait<0>();
-            fence_regs(o);
-            release(j);
-        }
-    } else {
-        // Intra-warpgroup overlap: S_j = Q K_j^T and O += P_{j-1} V_{j-1} are in
-        // flight together, and the softmax of S_j (in place, fp32) runs while
-        // the tensor cores finish P_{j-1} V_{j-1}.  Only once that GEMM is
-        // complete are O rescaled and P_j packed into the fragments it read
-        // (packing earlier would overwrite registers the GEMM still reads).
-        //
-        // Ping-pong: the consumers issue their GEMMs by turns (FA3's
-        // inter-warpgroup schedule), so one's softmax runs under the other's
-        // GEMMs.  Each issue slot (S_0; S_j with P_{j-1} V_{j-1}; the last
-        // P V) waits on this warpgroup's barrier, which the other warpgroup
-        // arrives at after its own slot; consumer 1 lets consumer 0 go first
-        // and skips its final arrival, so every barrier phase is complete.
-        const int my_turn = C::PP_BAR0 + cw, their_turn = C::PP_BAR0 + (1 - cw);
-        auto take_turn = [&]() {
-            if constexpr (C::PINGPONG) pair_bar_sync(my_turn);
-        };
-        auto pass_turn = [&](bool last) {
-            if constexpr (C::PINGPONG)
-                if (!(last && cw == 1)) pair_bar_arrive(their_turn);
-        };
-        if constexpr (C::PINGPONG)
-            if (cw == 1) pair_bar_arrive(their_turn);
-        mbar_wait(bar_full_k, 0);
-        take_turn();
-        wgmma_fence();
-        issue_s<T, C>(sc, dq, desc_k(0));
-        wgmma_commit();
-        pass_turn(false);
-        wgmma_wait<0>();
-        fence_regs(sc);
-        mask_and_softmax(0);  // O is still zero: nothing to rescale
-        pack_p<T, BN>(sc, pf);
-        for (int j = 1; j < n_tiles; ++j) {
-            // Both waits and both descriptors before the fence: nothing but
-            // wgmma may define a wgmma input between the fence and the commits,
-            // or ptxas serializes them.  V_{j-1} landed long before K_j.
-            mbar_wait(bar_full_k + 8 * (j % STAGES), parity(j));
-            mbar_wait(bar_full_v + 8 * ((j - 1) % STAGES), parity(j - 1));
-            const uint64_t dk = desc_k(j), dv = desc_v(j - 1);
+            for (int j = 1; j < n_kv; ++j) {
+                const int ik = it + j, iv = it + j - 1;
+                // Both waits and both descriptors before the fence: nothing but
+                // wgmma may define a wgmma input between the fence and the commits,
+                // or ptxas serializes them.  V_{j-1} landed long before K_j.
+                mbar_wait(bar_full_k + 8 * (ik % STAGES), parity(ik));
+                mbar_wait(bar_full_v + 8 * (iv % STAGES), parity(iv));
+                const uint64_t dk = desc_k(ik), dv = desc_v(iv);
+                fence_regs(o);
+                fence_regs(pf);
+                take_turn();
+                wgmma_fence();
+                issue_s<T, C>(sc, dq, dk);
+                wgmma_commit();
+                issue_pv<T, C>(o, pf, dv);
+                wgmma_commit();
+                pass_turn(false);
+                wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
+                fence_regs(sc);
+                if (j == n_kv - 1) release_q();
+                const bool moved = mask_and_softmax(j);
+                wgmma_wait<0>();
+                fence_regs(o);
+                release(iv);
+                if (moved) rescale_o<D>(o, alpha);
+                pack_p<T, BN>(sc, pf);
+            }
+            const int il = it + n_kv - 1;
+            mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
+            const uint64_t dv = desc_v(il);
             fence_regs(o);
             fence_regs(pf);
             take_turn();
             wgmma_fence();
-            issue_s<T, C>(sc, dq, dk);
-            wgmma_commit();
             issue_pv<T, C>(o, pf, dv);
             wgmma_commit();
-            pass_turn(false);
-            wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
-            fence_regs(sc);
-            const bool moved = mask_and_softmax(j);
+            pass_turn(last_work);
             wgmma_wait<0>();
             fence_regs(o);
-            release(j - 1);
-            if (moved) rescale_o<D>(o, alpha);
-            pack_p<T, BN>(sc, pf);
+            release(il);
         }
-        mbar_wait(bar_full_v + 8 * ((n_tiles - 1) % STAGES), parity(n_tiles - 1));
-        fence_regs(o);
-        fence_regs(pf);
-        take_turn();
-        wgmma_fence();
-        issue_pv<T, C>(o, pf, desc_v(n_tiles - 1));
-        wgmma_commit();
-        pass_turn(true);
-        wgmma_wait<0>();
-        fence_regs(o);
-        release(n_tiles - 1);
-    }
+        it += n_kv;
 
-    // ---- epilogue: normalize, stage this warpgroup's rows in its Q rows, 16-byte stores ----
-    // All four warps' GEMMs (the last readers of these Q rows) are complete.
-    warpgroup_bar(1 + cw);
-    const int wrow = cw * WG_ROWS + wq * 16;  // this warp's first row in the block
-    // Staged chunk c of block row r: column block c/8, chunk (c%8) ^ (r%8) of its
-    // 128-byte row, so the 8 rows of one store land in 8 distinct bank groups.
-    auto staged = [&](int r, int c) {
-        return q_tile + (c / 8) * BM * ROW_BYTES + r * ROW_BYTES + (((c % 8) ^ (r & 7)) << 4);
-    };
+        // ---- epilogue: normalize, write O and lse ----
+        T *og = static_cast<T *>(p.o) + w.b * p.os[0] + w.h * p.os[1];
+        float inv[2];
 #pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-        float l = l_run[hf];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const float inv = 1.f / l;  // l >= 1: every row sees its max key
-        const int r = wrow + g + 8 * hf;
+        for (int hf = 0; hf < 2; ++hf) {
+            float l = l_run[hf];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            inv[hf] = 1.f / l;  // l >= 1: every row sees its max key
+            const int row = row_lo + 8 * hf;
+            if (p.lse != nullptr && t == 0 && row < p.Sq)
+                // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
+                p.lse[w.b * p.lse_sb + w.h * p.lse_sh + row] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
+        }
+        if constexpr (C::PERSIST) {
+            // Straight from registers: Q's buffer already belongs to the next tile.
 #pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt)
-            *reinterpret_cast<uint32_t *>(staged(r, dt) + 4 * t) =
-                pack2<T>(o[4 * dt + 2 * hf] * inv, o[4 * dt + 2 * hf + 1] * inv);
-        if (p.lse != nullptr && t == 0 && m0 + r < p.Sq)
-            // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
-            p.lse[b * p.lse_sb + h * p.lse_sh + m0 + r] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
-    }
-    __syncwarp();  // each warp reads back only the 16 rows it wrote
-    T *og = static_cast<T *>(p.o) + b * p.os[0] + h * p.os[1];
-    constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
+            for (int hf = 0; hf < 2; ++hf) {
+                const int row = row_lo + 8 * hf;
+                if (row < p.Sq) {
+                    T *orow = og + (int64_t)row * p.os[2] + 2 * t;
 #pragma unroll
-    for (int i = 0; i < 16 * CHUNKS / 32; ++i) {
-        const int idx = lane + 32 * i;
-        const int r = wrow + idx / CHUNKS, c = idx % CHUNKS;
-        if (m0 + r < p.Sq)
-            *reinterpret_cast<uint4 *>(og + (int64_t)(m0 + r) * p.os[2] + c * 8) =
-                *reinterpret_cast<const uint4 *>(staged(r, c));
+                    for (int dt = 0; dt < D / 8; ++dt)
+                        *reinterpret_cast<uint32_t *>(orow + dt * 8) =
+                            pack2<T>(o[4 * dt + 2 * hf] * inv[hf], o[4 * dt + 2 * hf + 1] * inv[hf]);
+                }
+            }
+        } else {
+            // Stage this warpgroup's rows in its Q rows, then 16-byte stores.
+            // All four warps' GEMMs (the last readers of these Q rows) are complete.
+            warpgroup_bar(1 + cw);
+            const int wrow = cw * WG_ROWS + wq * 16;  // this warp's first row in the tile
+            // Staged chunk c of tile row r: column block c/8, chunk (c%8) ^ (r%8) of its
+            // 128-byte row, so the 8 rows of one store land in 8 distinct bank groups.
+            auto staged = [&](int r, int c) {
+                return q_tile + (c / 8) * BM * ROW_BYTES + r * ROW_BYTES + (((c % 8) ^ (r & 7)) << 4);
+            };
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                const int r = wrow + g + 8 * hf;
+#pragma unroll
+                for (int dt = 0; dt < D / 8; ++dt)
+                    *reinterpret_cast<uint32_t *>(staged(r, dt) + 4 * t) =
+                        pack2<T>(o[4 * dt + 2 * hf] * inv[hf], o[4 * dt + 2 * hf + 1] * inv[hf]);
+            }
+            __syncwarp();  // each warp reads back only the 16 rows it wrote
+            constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
+#pragma unroll
+            for (int k = 0; k < 16 * CHUNKS / 32; ++k) {
+                const int idx = lane + 32 * k;
+                const int r = wrow + idx / CHUNKS, c = idx % CHUNKS;
+                if (m0 + r < p.Sq)
+                    *reinterpret_cast<uint4 *>(og + (int64_t)(m0 + r) * p.os[2] + c * 8) =
+                        *reinterpret_cast<const uint4 *>(staged(r, c));
+            }
+        }
     }
 #endif  // AB_WGMMA_DEVICE
 }
@@ -772,6 +907,23 @@ static int encode_maps(const ab_attn_args *a, int bm, int bn, CUtensorMap maps[3
     return 0;
 }
 
+// SMs of the current device, for the persistent grid (cached per device).
+static int sm_count(int *out, ab_error *err)
+{
+    static int cached[64];
+    int dev = 0;
+    AB_CUDA_CHECK(err, cudaGetDevice(&dev));
+    if (dev >= 0 && dev < 64 && cached[dev] > 0) {
+        *out = cached[dev];
+        return 0;
+    }
+    int n = 0;
+    AB_CUDA_CHECK(err, cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    if (dev >= 0 && dev < 64) cached[dev] = n;
+    *out = n;
+    return 0;
+}
+
 template <typename T, typename C>
 static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
 {
@@ -792,12 +944,20 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.negate_q = a->scale < 0.f;
     p.causal = a->causal;
 
-    const long long blocks = (long long)p.n_mblocks * a->B * a->Hq;
-    if (blocks > 0x7fffffffLL)
-        return ab_set_error(err, "wgmma: %lld thread blocks exceed the grid limit (2^31 - 1)", blocks);
+    const long long work = (long long)p.n_mblocks * a->B * a->Hq;
+    if (work > 0x7fffffffLL)
+        return ab_set_error(err, "wgmma: %lld tiles exceed the grid limit (2^31 - 1)", work);
+    p.bh_count = a->B * a->Hq;
+    p.n_work = (int)work;
+    long long grid = work;
+    if (C::PERSIST) {
+        int sms = 0;
+        if (sm_count(&sms, err) != 0) return -1;
+        if (grid > sms) grid = sms;
+    }
     AB_CUDA_CHECK(err, cudaFuncSetAttribute(attn_fwd_wgmma<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             (int)C::SMEM));
-    attn_fwd_wgmma<T, C><<<(unsigned)blocks, C::THREADS, C::SMEM, stream>>>(maps[0], maps[1], maps[2], p);
+    attn_fwd_wgmma<T, C><<<(unsigned)grid, C::THREADS, C::SMEM, stream>>>(maps[0], maps[1], maps[2], p);
     AB_LAUNCH_CHECK(err);
     return 0;
 }
@@ -809,54 +969,60 @@ template <typename C> static int launch_dtype(const ab_attn_args *a, cudaStream_
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
-template <int BN, int S, bool OV, bool PP>
+template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, int EMU64>
 static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64) return launch_dtype<tile_cfg<64, BN, S, OV, PP>>(a, s, err);
-    if (a->D == 128) return launch_dtype<tile_cfg<128, BN, S, OV, PP>>(a, s, err);
+    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, EMU64>>(a, s, err);
+    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, 0>>(a, s, err);
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
-// X(BLOCK_N, STAGES, OVERLAP, PINGPONG, name suffix), with the reason (BLOCK_M
-// is 128: two consumer warpgroups of wgmma's M = 64):
+// X(name, consumer warpgroups NC (BM = 64 NC), BN and STAGES at D = 64, BN
+// and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, EMU at D = 64), with the
+// reason.  Names are BMxBN_sSTAGES when one geometry serves both head dims;
+// the m64/m192 configs (BM only) change BN or STAGES with D.
 #define AB_WGMMA_CONFIGS(X)                                                                                  \
-    /* wgmma's widest S tile that leaves registers for O at D=128 (64 + 64 accumulators + P); */            \
-    /* 2 stages: 160 KB of shared memory at D=128 */                                                          \
-    X(128, 2, false, false, )                                                                                 \
-    /* 3-deep K/V ring: a block more in flight (224 KB at D=128, the most an SM has) */                      \
-    X(128, 3, false, false, )                                                                                 \
-    /* half the S registers and finer causal blocks; twice the barriers per key */                           \
-    X(64, 2, false, false, )                                                                                  \
-    /* the next S GEMM and this P V GEMM in flight during the softmax (FA3's intra-warpgroup overlap) */    \
-    X(128, 2, true, false, _ov)                                                                               \
-    /* the overlap with a 3-deep ring: a slot is released a GEMM later than without it */                    \
-    X(128, 3, true, false, _ov)                                                                               \
-    /* overlap + ping-pong: the consumers issue GEMMs by turns, one's softmax under the other's GEMMs */      \
-    X(128, 2, true, true, _pp)                                                                                \
-    X(128, 3, true, true, _pp)
+    /* 1: wgmma's widest power-of-two S tile that leaves registers for O at D=128; 160 KB smem at D=128 */   \
+    X("128x128_s2", 2, 128, 2, 128, 2, false, false, false, 0)                                               \
+    /* 2: a 3-deep K/V ring: a block more in flight (224 KB at D=128, the most an SM has) */                 \
+    X("128x128_s3", 2, 128, 3, 128, 3, false, false, false, 0)                                               \
+    /* 3: the next S GEMM and this P V GEMM in flight during the softmax (intra-warpgroup overlap) */        \
+    X("128x128_s3_ov", 2, 128, 3, 128, 3, true, false, false, 0)                                             \
+    /* 4, 5: overlap + ping-pong: the consumers issue GEMMs by turns, one's softmax under the other's */    \
+    X("128x128_s2_pp", 2, 128, 2, 128, 2, true, true, false, 0)                                              \
+    X("128x128_s3_pp", 2, 128, 3, 128, 3, true, true, false, 0)                                              \
+    /* 6: 176-key blocks: fewer softmax rounds and barriers per key (88 S registers; 208 KB at D=128) */     \
+    X("128x176_s2_pp", 2, 176, 2, 176, 2, true, true, false, 0)                                              \
+    /* 7: one consumer, two CTAs per SM: twice the CTAs for latency-bound shapes (D=64: 64x128 s3; */       \
+    /*    D=128: 64x64 s2, for two CTAs' shared memory) */                                                   \
+    X("m64_ov", 1, 128, 3, 64, 2, true, false, false, 0)                                                     \
+    /* 8: three consumers by turns: two GEMMs queue while one softmax runs (D=64: 192x128 s4; */            \
+    /*    D=128: 192x64 s3, as 160 registers per consumer thread leave no room for a 128-key S) */          \
+    X("m192_pp", 3, 128, 4, 64, 3, true, true, false, 0)                                                     \
+    /* 9-11: persistent: one CTA per SM over a static tile list; next Q and K/V load under this tile */     \
+    X("128x128_s2_pp_persist", 2, 128, 2, 128, 2, true, true, true, 0)                                       \
+    X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, 0)                                       \
+    X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, 0)                                              \
+    /* 12, 13: at D=64 a quarter of the exps on the FMA pipe (the SFU is as busy as the tensor cores) */    \
+    X("128x128_s2_pp_emu", 2, 128, 2, 128, 2, true, true, false, 2)                                          \
+    X("m192_pp_persist_emu", 3, 128, 4, 64, 3, true, true, true, 2)
 
-#define AB_WGMMA_NAME(BN, S, OV, PP, SUFFIX) "128x" #BN "_s" #S #SUFFIX,
+#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, EMU) NAME,
 static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
-#define AB_WGMMA_FN(BN, S, OV, PP, SUFFIX) launch_cfg<BN, S, OV, PP>,
+#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, EMU) \
+    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, EMU>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
-// "auto" stays 128x128_s2, the config the package's GPU parity suite ran
-// (72 cases, H200, 2026-11-21).  Timed side by side the same day
-// (benchmarks/NOTES.md), 128x128_s3_ov is faster on long keys (geomean 1.539x
-// flash over the 12 long bf16 cases against 1.488x) and 128x128_s3 at S = 512
-// (0.971x cuDNN against 0.970x); both passed the standalone 120-case check
-// but not yet the package suite.  Switch once that suite has run with them.
-enum { WGMMA_CFG_AUTO = 1 };
-
+// "auto": to be set from the side-by-side timings in benchmarks/NOTES.md.
 static int auto_config(const ab_attn_args *a)
 {
     (void)a;
-    return WGMMA_CFG_AUTO;
+    return 1;
 }
 
 static const int wgmma_head_dims[] = {64, 128};
