@@ -3,21 +3,27 @@
 // by the tensor memory accelerator (cp.async.bulk.tensor completing on
 // mbarriers) into 128B-swizzled shared memory, warp specialization.
 //
-// One thread block of three warpgroups computes BM = 128 query rows of one
-// (batch, head):
+// One thread block of 1 + NC warpgroups computes BM = 64 NC query rows of one
+// (batch, head) at a time:
 //   warpgroup 0, the producer, drops to PRODUCER_REGS registers (setmaxnreg)
-//     and one of its threads issues every TMA load: Q once, then K and V
-//     blocks of BN keys into a STAGES-deep ring.  full_k/full_v mbarriers
-//     complete when a block's bytes have landed; an empty mbarrier completes
-//     when all 8 consumer warps are done with a slot, and only then is the slot
-//     refilled.
-//   warpgroups 1 and 2, the consumers, rise to CONSUMER_REGS registers and
-//     own 64 query rows each.  Per K/V block: S = Q K^T by wgmma with both
+//     and one of its threads issues every TMA load: Q, then K and V blocks of
+//     BN keys into a STAGES-deep ring.  full_k/full_v mbarriers complete when
+//     a block's bytes have landed; empty_k (empty_v) completes when every
+//     consumer warp is done with a K (V) slot: K right after its S GEMM, V
+//     after its P V GEMM, so the next K loads an iteration earlier.
+//   warpgroups 1..NC, the consumers, rise to CONSUMER_REGS registers and own
+//     64 query rows each.  Per K/V block: S = Q K^T by wgmma with both
 //     operands in shared memory (K-major descriptors), online softmax on the
 //     fp32 accumulators in registers (ex2 with scale*log2(e) folded in), P
 //     packed to fp16/bf16 in registers, where the accumulator layout already
 //     is the A-fragment layout, and O += P V by wgmma with A from registers and
 //     V from shared memory (an N-major descriptor, so V needs no transpose).
+// The schedules (tile_cfg): OVERLAP keeps the next S GEMM and this P V in
+// flight during the softmax; PP makes the consumers issue their GEMMs by turns
+// on named barriers (one's softmax under the others' GEMMs); PERSIST runs one
+// CTA per SM over a static tile list (heaviest first, snake order when causal)
+// with the next tile's Q (double-buffered where shared memory allows) and K/V
+// loading under this tile, and O stored from registers.
 // Shared memory tiles are [D/64][rows][64 elements]: each row of a column
 // block is one 128-byte swizzle span, which is what a TMA box with
 // CU_TENSOR_MAP_SWIZZLE_128B writes and what a wgmma descriptor in 128B
@@ -34,25 +40,14 @@
 // host per launch through cuTensorMapEncodeTiled, reached with
 // cudaGetDriverEntryPointByVersion so the module does not link libcuda.
 //
-// Not yet (issue 5's next steps): ping-pong scheduling of the two consumer
-// warpgroups (written, on branch wgmma-pp, not yet run), a persistent grid,
-// wider key blocks at D=128, TMA stores of O.
+// Configs: AB_WGMMA_CONFIGS below, each with its reason; "auto" picks one per
+// case from side-by-side timings (auto_config).  Checked on an H200: the
+// package's GPU parity suite (tests/test_gpu_parity.py: test_every_config
+// runs every config on tails, Sq != Sk and GQA) and compute-sanitizer's four
+// tools (benchmarks/sanitize.sh, sanitize_cases.py with impl@config names).
 //
-// Configs (ab_kernel_wgmma.configs; names "BMxBN_sS" = BM x BN, K/V ring
-// stages; the reason for each sits in AB_WGMMA_CONFIGS below):
-//   0 auto  128x128_s2 (see auto_config for what the timings say)
-//   1 128x128_s2    2 128x128_s3    3 128x64_s2
-//   4 128x128_s2_ov 5 128x128_s3_ov (intra-warpgroup overlap: the next S GEMM
-//     and this block's P V run during the softmax)
-//   6 128x128_s2_pp 7 128x128_s3_pp (overlap + ping-pong of the two consumers)
-//
-// Checked on an H200 (2026-11-21, the driver in the lead's .carry/wgmma):
-// configs 1-5 right in all 120 cases (fp16/bf16 x D 64/128 x causal x 15
-// (Sq, Sk) pairs from {1, 17, 64, 128, 200, 513, 1024} with Sq != Sk both
-// ways; GQA 2:1, BSHD strides, scale 1/sqrt(D), 0.3 and -0.2, lse), output
-// NaN-poisoned with 8 untouched guard rows per head, bit-identical on a
-// rerun: relative L2 error at most 3.3e-4 (fp16) and 2.2e-3 (bf16), at most
-// 1.02x mma's on the same inputs; lse within 3.4e-6 of float64.
+// Not yet (benchmarks/NOTES.md): O stored by TMA, a dynamic (atomic) tile
+// scheduler, a per-warpgroup causal extent that does not slow the loop.
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -62,11 +57,6 @@
 // sm_90a instantiation, and no "wgmma.mma_async instructions are serialized"
 // warning; the sm_80 pass builds empty kernel bodies (the device code is
 // guarded by the sm_90a feature macro).
-// Correctness check (needs an H200/H100): run the kernel through its
-// descriptor (supports/launch) against a float64 CPU reference with the output
-// poisoned with NaN and guard rows after each head: fp16/bf16, D 64/128,
-// causal or not, Sq/Sk in {1, 17, 64, 128, 200, 513, 1024} with Sq != Sk,
-// GQA 2:1, BSHD strides, custom and negative scale, lse.
 #include <cuda.h>  // CUtensorMap and the encode function's types only: no libcuda link
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -102,19 +92,16 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            snake order when causal); Q of the next tile loads as soon as the
 //            last S GEMM of this one is done, K/V stream on across tiles, and
 //            O is stored from registers so Q's buffer is free at once
-//   EMU      of every 8 n8-tiles of S, EMU take their exp2 from a polynomial on
-//            the FMA pipe instead of the SFU (at D=64 the SFU's 16 exp/clk/SM
-//            is as busy as the tensor cores)
-template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, int EMU_> struct tile_cfg {
+template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false>
+struct tile_cfg {
     static constexpr int D = D_, NC = NC_, BM = NC_ * WG_ROWS, BN = BN_, STAGES = STAGES_;
     static constexpr bool OVERLAP = OVERLAP_;
     static constexpr bool PINGPONG = PP_ && NC_ > 1;
     static constexpr bool PERSIST = PERSIST_;
-    static constexpr int EMU = EMU_;
+    static constexpr bool OWN = OWN_;  // per-consumer K/V extent (see the consumer loop)
     static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
     static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
     static_assert(NC >= 1 && NC <= 3, "one to three consumer warpgroups");
-    static_assert(EMU >= 0 && EMU <= 8, "EMU counts n8-tiles out of 8");
     // Named barriers: 0 is __syncthreads; 1 + c is consumer c's own (128
     // threads); PP_BAR0 + c is consumer c's ping-pong turn (256 threads).
     static constexpr int PP_BAR0 = 1 + NC;
@@ -131,12 +118,17 @@ template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool P
     static constexpr int CB = D / COL_BLOCK;  // column blocks per row
     static constexpr uint32_t Q_BYTES = BM * D * 2;
     static constexpr uint32_t KV_BYTES = BN * D * 2;  // one K or V block
+    // Persistent: two Q buffers where shared memory allows, so that the next
+    // tile's Q loads while this tile's last blocks still read the other one.
+    static constexpr size_t SMEM_1Q = Q_BYTES + 2 * STAGES * KV_BYTES + (4 + 4 * STAGES) * 8 + ATOM_BYTES;
+    static constexpr int QBUF = (PERSIST && SMEM_1Q + Q_BYTES <= 227 * 1024) ? 2 : 1;
     static constexpr uint32_t Q_OFF = 0;
-    static constexpr uint32_t K_OFF = Q_OFF + Q_BYTES;
+    static constexpr uint32_t K_OFF = Q_OFF + QBUF * Q_BYTES;
     static constexpr uint32_t V_OFF = K_OFF + STAGES * KV_BYTES;
     static constexpr uint32_t BAR_OFF = V_OFF + STAGES * KV_BYTES;
-    // mbarriers: q_full, q_empty, then full_k, full_v and empty per stage.
-    static constexpr int N_BARS = 2 + 3 * STAGES;
+    // mbarriers: q_full and q_empty per Q buffer, then full_k, full_v, empty_k
+    // and empty_v per stage.
+    static constexpr int N_BARS = 2 * QBUF + 4 * STAGES;
     // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
     static constexpr size_t SMEM = BAR_OFF + N_BARS * 8 + ATOM_BYTES;
     static_assert(D % COL_BLOCK == 0, "D must be a multiple of 64");
@@ -305,12 +297,14 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo_bytes)
 #define AB_REGS_64_87                                                                                      \
     AB_R8(64, 65, 66, 67, 68, 69, 70, 71) ", " AB_R8(72, 73, 74, 75, 76, 77, 78, 79) ", " AB_R8(80, 81, 82, 83, 84, 85, 86, 87)
 #define AB_REGS32 "{" AB_REGS_0_31 "}"
+#define AB_REGS40 "{" AB_REGS_0_31 ", " AB_R8(32, 33, 34, 35, 36, 37, 38, 39) "}"
 #define AB_REGS64 "{" AB_REGS_0_31 ", " AB_REGS_32_63 "}"
 #define AB_REGS88 "{" AB_REGS_0_31 ", " AB_REGS_32_63 ", " AB_REGS_64_87 "}"
 #define AB_ACC8(d, i)                                                                                      \
     "+f"(d[(i) + 0]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),             \
         "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
 #define AB_ACC32(d) AB_ACC8(d, 0), AB_ACC8(d, 8), AB_ACC8(d, 16), AB_ACC8(d, 24)
+#define AB_ACC40(d) AB_ACC32(d), AB_ACC8(d, 32)
 #define AB_ACC64(d) AB_ACC32(d), AB_ACC8(d, 32), AB_ACC8(d, 40), AB_ACC8(d, 48), AB_ACC8(d, 56)
 #define AB_ACC88(d) AB_ACC64(d), AB_ACC8(d, 64), AB_ACC8(d, 72), AB_ACC8(d, 80)
 
@@ -344,6 +338,9 @@ AB_WGMMA_OPS(__nv_bfloat16, "bf16", 64, AB_REGS32, AB_ACC32, "%32, %33", "%34", 
              "%37")
 AB_WGMMA_OPS(__nv_bfloat16, "bf16", 128, AB_REGS64, AB_ACC64, "%64, %65", "%66", "{%64, %65, %66, %67}, %68",
              "%69")
+// N = 80: the S GEMM of 80-key blocks (three consumers at D = 128: 160 registers each).
+AB_WGMMA_OPS(__half, "f16", 80, AB_REGS40, AB_ACC40, "%40, %41", "%42", "{%40, %41, %42, %43}, %44", "%45")
+AB_WGMMA_OPS(__nv_bfloat16, "bf16", 80, AB_REGS40, AB_ACC40, "%40, %41", "%42", "{%40, %41, %42, %43}, %44", "%45")
 // N = 176: the S GEMM of 176-key blocks (the widest that leaves registers for O at D = 128).
 AB_WGMMA_OPS(__half, "f16", 176, AB_REGS88, AB_ACC88, "%88, %89", "%90", "{%88, %89, %90, %91}, %92", "%93")
 AB_WGMMA_OPS(__nv_bfloat16, "bf16", 176, AB_REGS88, AB_ACC88, "%88, %89", "%90", "{%88, %89, %90, %91}, %92",
@@ -405,34 +402,11 @@ __device__ __forceinline__ void mask_block(float (&sc)[BN / 2], int key0, int Sk
             }
 }
 
-// 2^x for x <= 0 on the FMA pipe, for the share of the softmax's exps taken
-// off the SFU: x = j + f with j = round(x), f in [-0.5, 0.5]; 2^f from a
-// degree-4 polynomial (minimax for relative error on [-0.5, 0.5], fitted in
-// float64: at most 2.7e-6 relative, evaluated in fp32; ex2.approx is about
-// 2^-22), 2^j from the exponent bits.  x below -127 (including -inf) gives
-// exactly 0: j = -127 makes the exponent factor +0.  The adds go through
-// __fadd_rn so that no compiler reassociates the round-to-integer trick away.
-__device__ __forceinline__ float poly_exp2(float x)
-{
-    x = fmaxf(x, -127.f);
-    const float shifted = __fadd_rn(x, 12582912.f);  // 1.5 * 2^23: j lands in the low mantissa bits
-    const float j = __fsub_rn(shifted, 12582912.f);
-    const float f = __fsub_rn(x, j);
-    float q = 9.570079856e-03f;
-    q = fmaf(q, f, 5.591783673e-02f);
-    q = fmaf(q, f, 2.402474433e-01f);
-    q = fmaf(q, f, 6.931217909e-01f);
-    q = fmaf(q, f, 9.999992847e-01f);
-    // The low bits of `shifted` hold j in two's complement: shifted << 23 = j << 23 (mod 2^32).
-    const float two_j = __int_as_float((__float_as_int(shifted) << 23) + (127 << 23));
-    return q * two_j;
-}
-
 // Online softmax of one S block, in place: new running maxima (scaled), S
 // becomes P = exp2(S * sl2 - max), row sums, and alpha, the factor for O and
 // l.  Returns whether O needs rescaling (warp-uniform): once the maxima
 // settle, most blocks leave them unchanged.
-template <int BN, int EMU>
+template <int BN>
 __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
                                               float (&alpha)[2], float sl2)
 {
@@ -457,8 +431,7 @@ __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
                 float &x = sc[4 * nt + 2 * hf + e];
-                const float arg = fmaf(x, sl2, -ms);
-                x = (nt % 8 < EMU) ? poly_exp2(arg) : fast_exp2(arg);
+                x = fast_exp2(fmaf(x, sl2, -ms));
                 sum += x;
             }
         l_run[hf] = l_run[hf] * alpha[hf] + sum;
@@ -523,9 +496,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     const uint32_t base = (smem_u32(smem_raw) + ATOM_BYTES - 1) & ~(ATOM_BYTES - 1);
     unsigned char *const q_tile = smem_raw + (base - smem_u32(smem_raw)) + C::Q_OFF;  // generic view of Q
     const uint32_t sQ = base + C::Q_OFF, sK = base + C::K_OFF, sV = base + C::V_OFF;
-    const uint32_t bar_q_full = base + C::BAR_OFF, bar_q_empty = bar_q_full + 8;
-    const uint32_t bar_full_k = bar_q_empty + 8, bar_full_v = bar_full_k + 8 * STAGES;
-    const uint32_t bar_empty = bar_full_v + 8 * STAGES;
+    // Q buffer qb's barriers: bar_q_full + 8 qb, bar_q_empty + 8 qb.
+    const uint32_t bar_q_full = base + C::BAR_OFF, bar_q_empty = bar_q_full + 8 * C::QBUF;
+    const uint32_t bar_full_k = bar_q_empty + 8 * C::QBUF, bar_full_v = bar_full_k + 8 * STAGES;
+    const uint32_t bar_empty_k = bar_full_v + 8 * STAGES, bar_empty_v = bar_empty_k + 8 * STAGES;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
 
@@ -540,9 +514,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         if constexpr (!C::PERSIST) {
             return i == 0 ? (int)blockIdx.x : -1;
         } else {
-            const long long G = gridDim.x, x = blockIdx.x;
-            const long long r = i * G + ((p.causal && (i & 1)) ? G - 1 - x : x);
-            return r < p.n_work ? (int)r : -1;
+            // 32-bit: the host keeps n_work + gridDim.x below 2^31.
+            const int G = (int)gridDim.x, x = (int)blockIdx.x;
+            const int r = i * G + ((p.causal && (i & 1)) ? G - 1 - x : x);
+            return r < p.n_work ? r : -1;
         }
     };
     auto decode = [&](int rank) {
@@ -566,12 +541,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     };
 
     if (tid == 0) {
-        mbar_init(bar_q_full, 1);
-        mbar_init(bar_q_empty, NC * 4);  // one arrival per consumer warp
+        for (int qb = 0; qb < C::QBUF; ++qb) {
+            mbar_init(bar_q_full + 8 * qb, 1);
+            mbar_init(bar_q_empty + 8 * qb, NC * 4);  // one arrival per consumer warp
+        }
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full_k + 8 * s, 1);
             mbar_init(bar_full_v + 8 * s, 1);
-            mbar_init(bar_empty + 8 * s, NC * 4);
+            mbar_init(bar_empty_k + 8 * s, NC * 4);
+            mbar_init(bar_empty_v + 8 * s, NC * 4);
         }
         mbar_init_fence();
     }
@@ -586,22 +564,28 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 const int rank = work_rank(i);
                 if (rank < 0) break;
                 const work_tile w = decode(rank);
-                // Tile i's Q overwrites tile i-1's once every consumer warp's last S GEMM is done.
-                if (i > 0) mbar_wait(bar_q_empty, (uint32_t)((i - 1) & 1));
-                mbar_expect_tx(bar_q_full, C::Q_BYTES);
+                // Tile i's Q goes to buffer i % QBUF, once tile i - QBUF is done with it.
+                const int qb = i % C::QBUF;
+                if (i >= C::QBUF) mbar_wait(bar_q_empty + 8 * qb, (uint32_t)(((i / C::QBUF) - 1) & 1));
+                mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
 #pragma unroll
                 for (int cb = 0; cb < CB; ++cb)
-                    tma_load_4d(sQ + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, w.m0, w.h, w.b, bar_q_full);
+                    tma_load_4d(sQ + qb * C::Q_BYTES + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, w.m0, w.h, w.b,
+                                bar_q_full + 8 * qb);
                 for (int j = 0; j < w.n_kv; ++j, ++it) {
                     const int s = it % STAGES;
-                    // Round r >= 1 of a slot waits for the consumers' release of round r - 1.
-                    if (it >= STAGES) mbar_wait(bar_empty + 8 * s, (uint32_t)(((it / STAGES) - 1) & 1));
+                    // Round r >= 1 of a slot waits for the consumers' release of round r - 1;
+                    // K and V are released apart (K after its S GEMM, V after its P V GEMM),
+                    // so the next K lands a whole iteration earlier than with one release.
+                    const uint32_t prev = (uint32_t)(((it / STAGES) - 1) & 1);
                     const uint32_t kdst = sK + s * C::KV_BYTES, vdst = sV + s * C::KV_BYTES;
+                    if (it >= STAGES) mbar_wait(bar_empty_k + 8 * s, prev);
                     mbar_expect_tx(bar_full_k + 8 * s, C::KV_BYTES);
 #pragma unroll
                     for (int cb = 0; cb < CB; ++cb)
                         tma_load_4d(kdst + cb * BN * ROW_BYTES, &tm_k, cb * COL_BLOCK, j * BN, w.kvh, w.b,
                                     bar_full_k + 8 * s);
+                    if (it >= STAGES) mbar_wait(bar_empty_v + 8 * s, prev);
                     mbar_expect_tx(bar_full_v + 8 * s, C::KV_BYTES);
 #pragma unroll
                     for (int cb = 0; cb < CB; ++cb)
@@ -620,22 +604,25 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     const int g = lane >> 2, t = lane & 3;
     const float sl2 = p.scale_log2;
 
-    const uint64_t dq = smem_desc(sQ + cw * WG_ROWS * ROW_BYTES, 16);
     // K is K-major (leading offset unused); V is the N-major B operand of P V:
     // its column blocks lie BN rows apart.  `it` counts K/V blocks across tiles.
     auto desc_k = [&](int it) { return smem_desc(sK + (it % STAGES) * C::KV_BYTES, 16); };
     auto desc_v = [&](int it) { return smem_desc(sV + (it % STAGES) * C::KV_BYTES, BN * ROW_BYTES); };
     auto parity = [&](int it) { return (uint32_t)((it / STAGES) & 1); };
-    // Both GEMMs that read block it's slot are complete: hand it back to the producer.
-    auto release = [&](int it) {
+    // The GEMM that read K (V) of block `it` is complete: hand its slot back to the producer.
+    auto release_k = [&](int it) {
         __syncwarp();
-        if (lane == 0) mbar_arrive(bar_empty + 8 * (it % STAGES));
+        if (lane == 0) mbar_arrive(bar_empty_k + 8 * (it % STAGES));
     };
-    // This warp's last S GEMM of the tile is complete: Q's buffer may take the next tile.
-    auto release_q = [&]() {
+    auto release_v = [&](int it) {
+        __syncwarp();
+        if (lane == 0) mbar_arrive(bar_empty_v + 8 * (it % STAGES));
+    };
+    // This warp's last S GEMM of the tile is complete: Q buffer qb may take a later tile.
+    auto release_q = [&](int qb) {
         if constexpr (C::PERSIST) {
             __syncwarp();
-            if (lane == 0) mbar_arrive(bar_q_empty);
+            if (lane == 0) mbar_arrive(bar_q_empty + 8 * qb);
         }
     };
     // Ping-pong: each issue slot (S_0; S_j with P_{j-1} V_{j-1}; the last P V)
@@ -643,34 +630,52 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     // arrives at after its own slot.  Every consumer runs the same tiles, so
     // the same number of slots: the last consumer lets consumer 0 go first
     // and skips its very last arrival, so every barrier phase completes.
-    const int my_turn = C::PP_BAR0 + cw, next_turn = C::PP_BAR0 + (cw + 1) % NC;
+    // The barrier ids come from the warp index at each use (S2R is cheap):
+    // holding them would cost two registers across the main loop.
+    auto my_cw = [&]() { return (int)(threadIdx.x >> 7) - 1; };
     auto take_turn = [&]() {
-        if constexpr (C::PINGPONG) pair_bar_sync(my_turn);
+        if constexpr (C::PINGPONG) pair_bar_sync(C::PP_BAR0 + my_cw());
     };
     auto pass_turn = [&](bool final_slot) {
-        if constexpr (C::PINGPONG)
-            if (!(final_slot && cw == NC - 1)) pair_bar_arrive(next_turn);
+        if constexpr (C::PINGPONG) {
+            const int c = my_cw();
+            if (!(final_slot && c == NC - 1)) pair_bar_arrive(C::PP_BAR0 + (c == NC - 1 ? 0 : c + 1));
+        }
     };
     if constexpr (C::PINGPONG)
         if (cw == NC - 1) pair_bar_arrive(C::PP_BAR0);
 
     int it = 0;  // ring position of this tile's first K/V block
-    for (int i = 0;; ++i) {
-        const int rank = work_rank(i);
-        if (rank < 0) break;
-        const bool last_work = work_rank(i + 1) < 0;
+    // Only the rank and `it` are carried from tile to tile: the round i is rank / G.
+    for (int rank = work_rank(0); rank >= 0;) {
+        const int i = C::PERSIST ? rank / (int)gridDim.x : 0;
+        // Registers are the tight resource here (three consumers: 160 each), so
+        // the tile's scalars are decoded twice: here for the main loop, and after
+        // it from an opaque copy of the rank (so that the compiler cannot keep
+        // the first decode alive across the loop instead).
         const work_tile w = decode(rank);
-        const int m0 = w.m0, n_kv = w.n_kv;
-        const int wg_row0 = m0 + cw * WG_ROWS;
+        auto rank_again = [&]() {
+            int r;
+            asm volatile("mov.b32 %0, %1;\n" : "=r"(r) : "r"(rank));
+            return r;
+        };
+        auto tile_again = [&]() { return decode(rank_again()); };
+        // Whether this is the CTA's last tile (its last issue slot skips a turn arrival).
+        auto is_last_work = [&]() {
+            return work_rank((C::PERSIST ? rank_again() / (int)gridDim.x : 0) + 1) < 0;
+        };
+        const int wg_row0 = w.m0 + cw * WG_ROWS;
         const int row_lo = wg_row0 + wq * 16 + g;  // this thread's rows: row_lo and row_lo + 8
 
-        mbar_wait(bar_q_full, (uint32_t)(i & 1));
+        const int qb = i % C::QBUF;
+        const uint64_t dq = smem_desc(sQ + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES, 16);
+        mbar_wait(bar_q_full + 8 * qb, (uint32_t)((i / C::QBUF) & 1));
         if (p.negate_q) {
             // scale < 0: softmax(scale * Q K^T) = softmax(|scale| * (-Q) K^T); negating
             // fp16/bf16 is exact (a sign-bit flip).  Each warpgroup flips its own rows.
 #pragma unroll
             for (int cb = 0; cb < CB; ++cb) {
-                unsigned char *const rows = q_tile + cb * BM * ROW_BYTES + cw * WG_ROWS * ROW_BYTES;
+                unsigned char *const rows = q_tile + qb * C::Q_BYTES + cb * BM * ROW_BYTES + cw * WG_ROWS * ROW_BYTES;
 #pragma unroll
                 for (int k = 0; k < WG_ROWS * ROW_BYTES / 16 / 128; ++k) {
                     uint4 *chunk = reinterpret_cast<uint4 *>(rows + (k * 128 + (tid - 128 * wg)) * 16);
@@ -698,13 +703,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
 
         auto mask_and_softmax = [&](int j) {
             const int key0 = j * BN;
-            if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > wg_row0))
+            // row_lo - (its offset in the warpgroup) is the warpgroup's first row,
+            // recomputed rather than held in a register across the loop.
+            const int first_row = row_lo - (int)(((threadIdx.x & 127) >> 5) * 16 + ((threadIdx.x & 31) >> 2));
+            if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row))
                 mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
-            return softmax_block<BN, C::EMU>(sc, m_run, l_run, alpha, sl2);
+            return softmax_block<BN>(sc, m_run, l_run, alpha, sl2);
         };
 
         if constexpr (!C::OVERLAP) {
-            for (int j = 0; j < n_kv; ++j) {
+            for (int j = 0; j < w.n_kv; ++j) {
                 const int ij = it + j;
                 mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
                 wgmma_fence();
@@ -712,6 +720,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 wgmma_commit();
                 wgmma_wait<0>();
                 fence_regs(sc);
+                release_k(ij);
                 if (mask_and_softmax(j)) rescale_o<D>(o, alpha);
                 pack_p<T, BN>(sc, pf);
                 mbar_wait(bar_full_v + 8 * (ij % STAGES), parity(ij));
@@ -722,7 +731,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 wgmma_commit();
                 wgmma_wait<0>();
                 fence_regs(o);
-                release(ij);
+                release_v(ij);
             }
         } else {
             // Intra-warpgroup overlap: S_j = Q K_j^T and O += P_{j-1} V_{j-1} are in
@@ -730,6 +739,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // the tensor cores finish P_{j-1} V_{j-1}.  Only once that GEMM is
             // complete are O rescaled and P_j packed into the fragments it read
             // (packing earlier would overwrite registers the GEMM still reads).
+            //
+          if constexpr (!C::OWN) {
+            // Issue slots: 0 (S_0), j = 1 .. n_kv - 1 (S_j and P_{j-1} V_{j-1}),
+            // n_kv (the last P V).  Every consumer computes all of the tile's
+            // blocks (OWN = false).  A per-warpgroup extent (OWN: causal rows end
+            // sooner in consumer 0, and consumers whose rows are all past Sq
+            // compute nothing) makes the loop bound depend on the thread index;
+            // ptxas then builds a loop that was 10% slower with three consumers
+            // at D=64 and 4-7% faster with two at D=128 (benchmarks/NOTES.md).
+            const int n_kv = w.n_kv;
             mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
             take_turn();
             wgmma_fence();
@@ -738,7 +757,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             pass_turn(false);
             wgmma_wait<0>();
             fence_regs(sc);
-            if (n_kv == 1) release_q();
+            release_k(it);
+            if (n_kv == 1) release_q(qb);
             mask_and_softmax(0);  // O is still zero: nothing to rescale
             pack_p<T, BN>(sc, pf);
             for (int j = 1; j < n_kv; ++j) {
@@ -760,15 +780,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 pass_turn(false);
                 wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
                 fence_regs(sc);
-                if (j == n_kv - 1) release_q();
+                release_k(ik);
+                if (j == n_kv - 1) release_q(qb);
                 const bool moved = mask_and_softmax(j);
                 wgmma_wait<0>();
                 fence_regs(o);
-                release(iv);
+                release_v(iv);
                 if (moved) rescale_o<D>(o, alpha);
                 pack_p<T, BN>(sc, pf);
             }
-            const int il = it + n_kv - 1;
+            const bool last_work = is_last_work();
+            const int il = it + tile_again().n_kv - 1;
             mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
             const uint64_t dv = desc_v(il);
             fence_regs(o);
@@ -780,12 +802,97 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             pass_turn(last_work);
             wgmma_wait<0>();
             fence_regs(o);
-            release(il);
+            release_v(il);
+          } else {
+            // Issue slots: 0 (S_0), j = 1 .. n_kv - 1 (S_j and P_{j-1} V_{j-1}),
+            // n_kv (the last P V).  This warpgroup computes only its own n_own
+            // blocks (causal: up to its last row; none when all its rows are past
+            // Sq): its slot n_own issues its last P V, its later slots are empty
+            // turns, and blocks it skips are released as soon as they land
+            // (after the turn is passed, so a skipped wait never holds a turn).
+            const int own_end = p.causal ? min(p.Sk, min(wg_row0 + WG_ROWS, p.Sq)) : p.Sk;
+            const int n_own = wg_row0 < p.Sq ? min(w.n_kv, ceil_div(own_end, BN)) : 0;
+            if (n_own > 0) {
+                mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
+                take_turn();
+                wgmma_fence();
+                issue_s<T, C>(sc, dq, desc_k(it));
+                wgmma_commit();
+                pass_turn(false);
+                wgmma_wait<0>();
+                fence_regs(sc);
+                release_k(it);
+                if (n_own == 1) release_q(qb);
+                mask_and_softmax(0);  // O is still zero: nothing to rescale
+                pack_p<T, BN>(sc, pf);
+                for (int j = 1; j < n_own; ++j) {
+                    const int ik = it + j, iv = it + j - 1;
+                    // Both waits and both descriptors before the fence: nothing but
+                    // wgmma may define a wgmma input between the fence and the commits,
+                    // or ptxas serializes them.  V_{j-1} landed long before K_j.
+                    mbar_wait(bar_full_k + 8 * (ik % STAGES), parity(ik));
+                    mbar_wait(bar_full_v + 8 * (iv % STAGES), parity(iv));
+                    const uint64_t dk = desc_k(ik), dv = desc_v(iv);
+                    fence_regs(o);
+                    fence_regs(pf);
+                    take_turn();
+                    wgmma_fence();
+                    issue_s<T, C>(sc, dq, dk);
+                    wgmma_commit();
+                    issue_pv<T, C>(o, pf, dv);
+                    wgmma_commit();
+                    pass_turn(false);
+                    wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
+                    fence_regs(sc);
+                    release_k(ik);
+                    if (j == n_own - 1) release_q(qb);
+                    const bool moved = mask_and_softmax(j);
+                    wgmma_wait<0>();
+                    fence_regs(o);
+                    release_v(iv);
+                    if (moved) rescale_o<D>(o, alpha);
+                    pack_p<T, BN>(sc, pf);
+                }
+                const int n_kv = tile_again().n_kv;
+                const bool last_work = is_last_work();
+                const int il = it + n_own - 1;
+                mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
+                const uint64_t dv = desc_v(il);
+                fence_regs(o);
+                fence_regs(pf);
+                take_turn();
+                wgmma_fence();
+                issue_pv<T, C>(o, pf, dv);
+                wgmma_commit();
+                pass_turn(last_work && n_own == n_kv);
+                wgmma_wait<0>();
+                fence_regs(o);
+                release_v(il);
+            } else {
+                release_q(qb);  // no S GEMM of this warpgroup reads Q
+            }
+            const int n_kv = tile_again().n_kv;
+            const bool last_work = is_last_work();
+            for (int j = n_own; j <= n_kv; ++j) {
+                if (j > n_own || n_own == 0) {  // an empty slot: pass the turn on
+                    take_turn();
+                    pass_turn(last_work && j == n_kv);
+                }
+                if (j < n_kv) {  // block j is not this warpgroup's: release it once it has landed
+                    const int is = it + j;
+                    mbar_wait(bar_full_k + 8 * (is % STAGES), parity(is));
+                    release_k(is);
+                    mbar_wait(bar_full_v + 8 * (is % STAGES), parity(is));
+                    release_v(is);
+                }
+            }
+          }
         }
-        it += n_kv;
+        const work_tile we = tile_again();
+        it += we.n_kv;
 
         // ---- epilogue: normalize, write O and lse ----
-        T *og = static_cast<T *>(p.o) + w.b * p.os[0] + w.h * p.os[1];
+        T *og = static_cast<T *>(p.o) + we.b * p.os[0] + we.h * p.os[1];
         float inv[2];
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
@@ -796,7 +903,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             const int row = row_lo + 8 * hf;
             if (p.lse != nullptr && t == 0 && row < p.Sq)
                 // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
-                p.lse[w.b * p.lse_sb + w.h * p.lse_sh + row] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
+                p.lse[we.b * p.lse_sb + we.h * p.lse_sh + row] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
         }
         if constexpr (C::PERSIST) {
             // Straight from registers: Q's buffer already belongs to the next tile.
@@ -835,11 +942,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             for (int k = 0; k < 16 * CHUNKS / 32; ++k) {
                 const int idx = lane + 32 * k;
                 const int r = wrow + idx / CHUNKS, c = idx % CHUNKS;
-                if (m0 + r < p.Sq)
-                    *reinterpret_cast<uint4 *>(og + (int64_t)(m0 + r) * p.os[2] + c * 8) =
+                if (we.m0 + r < p.Sq)
+                    *reinterpret_cast<uint4 *>(og + (int64_t)(we.m0 + r) * p.os[2] + c * 8) =
                         *reinterpret_cast<const uint4 *>(staged(r, c));
             }
         }
+        rank = work_rank((C::PERSIST ? rank_again() / (int)gridDim.x : 0) + 1);
     }
 #endif  // AB_WGMMA_DEVICE
 }
@@ -945,8 +1053,9 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.causal = a->causal;
 
     const long long work = (long long)p.n_mblocks * a->B * a->Hq;
-    if (work > 0x7fffffffLL)
-        return ab_set_error(err, "wgmma: %lld tiles exceed the grid limit (2^31 - 1)", work);
+    // The persistent schedule counts ranks in 32 bits up to n_work + gridDim.x.
+    if (work > 0x7fffffffLL - 65536)
+        return ab_set_error(err, "wgmma: %lld tiles exceed the limit (2^31 - 65537)", work);
     p.bh_count = a->B * a->Hq;
     p.n_work = (int)work;
     long long grid = work;
@@ -969,60 +1078,79 @@ template <typename C> static int launch_dtype(const ab_attn_args *a, cudaStream_
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
-template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, int EMU64>
+template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, bool OWN>
 static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, EMU64>>(a, s, err);
-    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, 0>>(a, s, err);
+    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN>>(a, s, err);
+    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN>>(a, s, err);
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
 // X(name, consumer warpgroups NC (BM = 64 NC), BN and STAGES at D = 64, BN
-// and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, EMU at D = 64), with the
-// reason.  Names are BMxBN_sSTAGES when one geometry serves both head dims;
-// the m64/m192 configs (BM only) change BN or STAGES with D.
-#define AB_WGMMA_CONFIGS(X)                                                                                  \
-    /* 1: wgmma's widest power-of-two S tile that leaves registers for O at D=128; 160 KB smem at D=128 */   \
-    X("128x128_s2", 2, 128, 2, 128, 2, false, false, false, 0)                                               \
-    /* 2: a 3-deep K/V ring: a block more in flight (224 KB at D=128, the most an SM has) */                 \
-    X("128x128_s3", 2, 128, 3, 128, 3, false, false, false, 0)                                               \
-    /* 3: the next S GEMM and this P V GEMM in flight during the softmax (intra-warpgroup overlap) */        \
-    X("128x128_s3_ov", 2, 128, 3, 128, 3, true, false, false, 0)                                             \
-    /* 4, 5: overlap + ping-pong: the consumers issue GEMMs by turns, one's softmax under the other's */    \
-    X("128x128_s2_pp", 2, 128, 2, 128, 2, true, true, false, 0)                                              \
-    X("128x128_s3_pp", 2, 128, 3, 128, 3, true, true, false, 0)                                              \
-    /* 6: 176-key blocks: fewer softmax rounds and barriers per key (88 S registers; 208 KB at D=128) */     \
-    X("128x176_s2_pp", 2, 176, 2, 176, 2, true, true, false, 0)                                              \
-    /* 7: one consumer, two CTAs per SM: twice the CTAs for latency-bound shapes (D=64: 64x128 s3; */       \
-    /*    D=128: 64x64 s2, for two CTAs' shared memory) */                                                   \
-    X("m64_ov", 1, 128, 3, 64, 2, true, false, false, 0)                                                     \
-    /* 8: three consumers by turns: two GEMMs queue while one softmax runs (D=64: 192x128 s4; */            \
-    /*    D=128: 192x64 s3, as 160 registers per consumer thread leave no room for a 128-key S) */          \
-    X("m192_pp", 3, 128, 4, 64, 3, true, true, false, 0)                                                     \
-    /* 9-11: persistent: one CTA per SM over a static tile list; next Q and K/V load under this tile */     \
-    X("128x128_s2_pp_persist", 2, 128, 2, 128, 2, true, true, true, 0)                                       \
-    X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, 0)                                       \
-    X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, 0)                                              \
-    /* 12, 13: at D=64 a quarter of the exps on the FMA pipe (the SFU is as busy as the tensor cores) */    \
-    X("128x128_s2_pp_emu", 2, 128, 2, 128, 2, true, true, false, 2)                                          \
-    X("m192_pp_persist_emu", 3, 128, 4, 64, 3, true, true, true, 2)
+// and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, OWN), with the reason.  Names
+// are BMxBN_sSTAGES when one geometry serves both head dims; the m64/m192
+// configs (BM only) change BN or STAGES with D.
+#define AB_WGMMA_CONFIGS(X)                                                                                      \
+    /* 1: the plain schedule (S GEMM, softmax, P V GEMM in turn per consumer): the least work per */             \
+    /*    launch, which the short (S = 512) shapes favour */                                                     \
+    X("128x128_s2", 2, 128, 2, 128, 2, false, false, false, false)                                               \
+    /* 2: one consumer, two CTAs per SM: twice the CTAs for latency-bound shapes (D=64: 64x128 s3; */            \
+    /*    D=128: 64x64 s2, for two CTAs' shared memory); overlapped */                                           \
+    X("m64_ov", 1, 128, 3, 64, 2, true, false, false, false)                                                     \
+    /* 3: three consumers by turns (ping-pong), overlapped: two GEMMs queue while one softmax runs */            \
+    /*    (D=64: 192x128 s4; D=128: 192x64 s3, as 160 registers per consumer thread leave no room */             \
+    /*    for a 128-key S) */                                                                                    \
+    X("m192_pp", 3, 128, 4, 64, 3, true, true, false, false)                                                     \
+    /* 4-6: persistent: one CTA per SM over a static tile list, next Q (double-buffered where shared */          \
+    /*    memory allows) and K/V loading under this tile.  m128: D=64 128x128 s4, D=128 128x128 s2 */            \
+    X("m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false)                                             \
+    /*    176-key blocks: fewer softmax rounds and barriers per key (88 S registers; 208 KB at D=128) */         \
+    X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, false)                                       \
+    X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, false)                                              \
+    /* 7: as 5 with each consumer's own K/V extent (OWN): the faster loop for two consumers at D=128 */          \
+    X("128x176_s2_pp_persist_own", 2, 176, 2, 176, 2, true, true, true, true)
 
-#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, EMU) NAME,
+#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN) NAME,
 static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
-#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, EMU) \
-    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, EMU>,
+#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN) \
+    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
-// "auto": to be set from the side-by-side timings in benchmarks/NOTES.md.
+// "auto": the config that measured fastest for the case's class, side by side
+// on an H200 (benchmarks/NOTES.md, "Kernels II", device runs 2-5 of
+// 2026-11-21; speed relative to SDPA's cuDNN backend in run 5, bf16):
+//   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
+//     m64_ov, twice the CTAs (1x8x512x64: 1.20x; 4x8x512x64: 1.06x)
+//   D=64, causal, Sk <= 1024: m128_pp_persist (16x16x1024 causal: 0.87x, the
+//     best of all configs there)
+//   D=64 otherwise: m192_pp_persist (2x16x8192: 1.04x, causal 1.12x)
+//   D=128, causal, Sk <= 2048: m192_pp (8x16x2048 causal: 0.93x)
+//   D=128 otherwise: 128x176_s2_pp_persist_own (2x16x8192: 1.02x,
+//     1x16x16384 causal: 1.17x)
+enum {
+    CFG_PLAIN = 1,
+    CFG_M64 = 2,
+    CFG_M192 = 3,
+    CFG_M128_PERSIST = 4,
+    CFG_176_PERSIST = 5,
+    CFG_M192_PERSIST = 6,
+    CFG_176_PERSIST_OWN = 7
+};
+
 static int auto_config(const ab_attn_args *a)
 {
-    (void)a;
-    return 1;
+    int sms = 132;
+    ab_error ignored;
+    if (sm_count(&sms, &ignored) != 0) sms = 132;
+    const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
+    if (tiles128 < sms) return CFG_M64;
+    if (a->D == 64) return (a->causal && a->Sk <= 1024) ? CFG_M128_PERSIST : CFG_M192_PERSIST;
+    return (a->causal && a->Sk <= 2048) ? CFG_M192 : CFG_176_PERSIST_OWN;
 }
 
 static const int wgmma_head_dims[] = {64, 128};
