@@ -740,6 +740,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // complete are O rescaled and P_j packed into the fragments it read
             // (packing earlier would overwrite registers the GEMM still reads).
             //
+          // The two branches repeat the same slot sequence on purpose: with a
+          // shared helper the !OWN loop's bound would no longer be the plain
+          // per-tile value ptxas compiles into the faster loop, and the !OWN
+          // branch re-decodes its tile after the loop to stay within 160
+          // registers at three consumers.  Merging them is a follow-up that needs
+          // a GPU run to show neither loop got slower.
           if constexpr (!C::OWN) {
             // Issue slots: 0 (S_0), j = 1 .. n_kv - 1 (S_j and P_{j-1} V_{j-1}),
             // n_kv (the last P V).  Every consumer computes all of the tile's
