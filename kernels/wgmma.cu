@@ -47,7 +47,8 @@
 // tools (benchmarks/sanitize.sh, sanitize_cases.py with impl@config names).
 //
 // Not yet (benchmarks/NOTES.md): O stored by TMA, a dynamic (atomic) tile
-// scheduler, a per-warpgroup causal extent that does not slow the loop.
+// scheduler.  Tried and dropped: a tile's first S GEMM issued in the previous
+// tile's last slot (no gain), split row-max chains (no gain).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -599,7 +600,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
 
     // ---- consumers ----
     regs_inc<C::CONSUMER_REGS>();
-    const int cw = wg - 1;    // consumer warpgroup: query rows cw*64 .. cw*64+63 of the tile
+    // Consumer warpgroup: query rows cw*64 .. cw*64+63 of the tile.  Broadcast
+    // from lane 0, so that ptxas knows it is warp-uniform and keeps what derives
+    // from it (the OWN loop bound, the idle branch) on the uniform datapath: the
+    // main loops got 2-10% shorter (686 against 700 SASS instructions for
+    // m192 at D=64; OWN's loop at 128x176 927 against 1019).
+    const int cw = __shfl_sync(0xffffffffu, wg - 1, 0);
     const int wq = warp & 3;  // warp within the warpgroup: 16 of those rows
     const int g = lane >> 2, t = lane & 3;
     const float sl2 = p.scale_log2;
@@ -740,75 +746,99 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // complete are O rescaled and P_j packed into the fragments it read
             // (packing earlier would overwrite registers the GEMM still reads).
             //
-          // The two branches repeat the same slot sequence on purpose: with a
-          // shared helper the !OWN loop's bound would no longer be the plain
-          // per-tile value ptxas compiles into the faster loop, and the !OWN
-          // branch re-decodes its tile after the loop to stay within 160
-          // registers at three consumers.  Merging them is a follow-up that needs
-          // a GPU run to show neither loop got slower.
+          // The two branches repeat the same slot sequence on purpose: the !OWN
+          // loop, bounded by the tile's n_kv, measured 1-2% faster than OWN's on
+          // non-causal D=64 (benchmarks/NOTES.md, third session, runs 7-8), and
+          // it re-decodes its tile after the loop to stay within 160 registers
+          // at three consumers.  Merging them would give up that 1-2%.
+          // Slots `first` .. n_kv of a warpgroup with nothing (more) to compute:
+          // empty turns (slot `first` too unless it was taken already), and every
+          // block from `first` on released as soon as it has landed (after the
+          // turn is passed, so a wait never holds a turn).
+          auto idle_slots = [&](int first, bool first_taken) {
+              const int n_kv = tile_again().n_kv;
+              const bool last_work = is_last_work();
+              for (int j = first; j <= n_kv; ++j) {
+                  if (j > first || !first_taken) {
+                      take_turn();
+                      pass_turn(last_work && j == n_kv);
+                  }
+                  if (j < n_kv) {
+                      const int is = it + j;
+                      mbar_wait(bar_full_k + 8 * (is % STAGES), parity(is));
+                      release_k(is);
+                      mbar_wait(bar_full_v + 8 * (is % STAGES), parity(is));
+                      release_v(is);
+                  }
+              }
+          };
           if constexpr (!C::OWN) {
             // Issue slots: 0 (S_0), j = 1 .. n_kv - 1 (S_j and P_{j-1} V_{j-1}),
             // n_kv (the last P V).  Every consumer computes all of the tile's
-            // blocks (OWN = false).  A per-warpgroup extent (OWN: causal rows end
-            // sooner in consumer 0, and consumers whose rows are all past Sq
-            // compute nothing) makes the loop bound depend on the thread index;
-            // ptxas then builds a loop that was 10% slower with three consumers
-            // at D=64 and 4-7% faster with two at D=128 (benchmarks/NOTES.md).
-            const int n_kv = w.n_kv;
-            mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
-            take_turn();
-            wgmma_fence();
-            issue_s<T, C>(sc, dq, desc_k(it));
-            wgmma_commit();
-            pass_turn(false);
-            wgmma_wait<0>();
-            fence_regs(sc);
-            release_k(it);
-            if (n_kv == 1) release_q(qb);
-            mask_and_softmax(0);  // O is still zero: nothing to rescale
-            pack_p<T, BN>(sc, pf);
-            for (int j = 1; j < n_kv; ++j) {
-                const int ik = it + j, iv = it + j - 1;
-                // Both waits and both descriptors before the fence: nothing but
-                // wgmma may define a wgmma input between the fence and the commits,
-                // or ptxas serializes them.  V_{j-1} landed long before K_j.
-                mbar_wait(bar_full_k + 8 * (ik % STAGES), parity(ik));
-                mbar_wait(bar_full_v + 8 * (iv % STAGES), parity(iv));
-                const uint64_t dk = desc_k(ik), dv = desc_v(iv);
+            // blocks (OWN = false), except that a warpgroup whose rows all lie
+            // past Sq (the last tile of a head when BM does not divide Sq: 1024 =
+            // 5 x 192 + 64) only passes its turns: 16x16x1024x64 with three
+            // consumers went from 386 to 395 TFLOP/s.
+            if (wg_row0 < p.Sq) {
+                const int n_kv = w.n_kv;
+                mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
+                take_turn();
+                wgmma_fence();
+                issue_s<T, C>(sc, dq, desc_k(it));
+                wgmma_commit();
+                pass_turn(false);
+                wgmma_wait<0>();
+                fence_regs(sc);
+                release_k(it);
+                if (n_kv == 1) release_q(qb);
+                mask_and_softmax(0);  // O is still zero: nothing to rescale
+                pack_p<T, BN>(sc, pf);
+                for (int j = 1; j < n_kv; ++j) {
+                    const int ik = it + j, iv = it + j - 1;
+                    // Both waits and both descriptors before the fence: nothing but
+                    // wgmma may define a wgmma input between the fence and the commits,
+                    // or ptxas serializes them.  V_{j-1} landed long before K_j.
+                    mbar_wait(bar_full_k + 8 * (ik % STAGES), parity(ik));
+                    mbar_wait(bar_full_v + 8 * (iv % STAGES), parity(iv));
+                    const uint64_t dk = desc_k(ik), dv = desc_v(iv);
+                    fence_regs(o);
+                    fence_regs(pf);
+                    take_turn();
+                    wgmma_fence();
+                    issue_s<T, C>(sc, dq, dk);
+                    wgmma_commit();
+                    issue_pv<T, C>(o, pf, dv);
+                    wgmma_commit();
+                    pass_turn(false);
+                    wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
+                    fence_regs(sc);
+                    release_k(ik);
+                    if (j == n_kv - 1) release_q(qb);
+                    const bool moved = mask_and_softmax(j);
+                    wgmma_wait<0>();
+                    fence_regs(o);
+                    release_v(iv);
+                    if (moved) rescale_o<D>(o, alpha);
+                    pack_p<T, BN>(sc, pf);
+                }
+                const bool last_work = is_last_work();
+                const int il = it + tile_again().n_kv - 1;
+                mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
+                const uint64_t dv = desc_v(il);
                 fence_regs(o);
                 fence_regs(pf);
                 take_turn();
                 wgmma_fence();
-                issue_s<T, C>(sc, dq, dk);
-                wgmma_commit();
                 issue_pv<T, C>(o, pf, dv);
                 wgmma_commit();
-                pass_turn(false);
-                wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
-                fence_regs(sc);
-                release_k(ik);
-                if (j == n_kv - 1) release_q(qb);
-                const bool moved = mask_and_softmax(j);
+                pass_turn(last_work);
                 wgmma_wait<0>();
                 fence_regs(o);
-                release_v(iv);
-                if (moved) rescale_o<D>(o, alpha);
-                pack_p<T, BN>(sc, pf);
+                release_v(il);
+            } else {
+                release_q(qb);  // no S GEMM of this warpgroup reads Q
+                idle_slots(0, false);
             }
-            const bool last_work = is_last_work();
-            const int il = it + tile_again().n_kv - 1;
-            mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
-            const uint64_t dv = desc_v(il);
-            fence_regs(o);
-            fence_regs(pf);
-            take_turn();
-            wgmma_fence();
-            issue_pv<T, C>(o, pf, dv);
-            wgmma_commit();
-            pass_turn(last_work);
-            wgmma_wait<0>();
-            fence_regs(o);
-            release_v(il);
           } else {
             // Issue slots: 0 (S_0), j = 1 .. n_kv - 1 (S_j and P_{j-1} V_{j-1}),
             // n_kv (the last P V).  This warpgroup computes only its own n_own
@@ -877,21 +907,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             } else {
                 release_q(qb);  // no S GEMM of this warpgroup reads Q
             }
-            const int n_kv = tile_again().n_kv;
-            const bool last_work = is_last_work();
-            for (int j = n_own; j <= n_kv; ++j) {
-                if (j > n_own || n_own == 0) {  // an empty slot: pass the turn on
-                    take_turn();
-                    pass_turn(last_work && j == n_kv);
-                }
-                if (j < n_kv) {  // block j is not this warpgroup's: release it once it has landed
-                    const int is = it + j;
-                    mbar_wait(bar_full_k + 8 * (is % STAGES), parity(is));
-                    release_k(is);
-                    mbar_wait(bar_full_v + 8 * (is % STAGES), parity(is));
-                    release_v(is);
-                }
-            }
+            idle_slots(n_own, n_own > 0);
           }
         }
         const work_tile we = tile_again();
@@ -1113,8 +1129,10 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*    176-key blocks: fewer softmax rounds and barriers per key (88 S registers; 208 KB at D=128) */         \
     X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, false)                                       \
     X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, false)                                              \
-    /* 7: as 5 with each consumer's own K/V extent (OWN): the faster loop for two consumers at D=128 */          \
-    X("128x176_s2_pp_persist_own", 2, 176, 2, 176, 2, true, true, true, true)
+    /* 7-8: as 5 and 6 with each consumer's own K/V extent (OWN): in a causal tile the first consumers */        \
+    /*    stop at their last row (8x16x2048x128 causal: +4.4% for m192_pp_persist) */                            \
+    X("128x176_s2_pp_persist_own", 2, 176, 2, 176, 2, true, true, true, true)                                    \
+    X("m192_pp_persist_own", 3, 128, 4, 64, 3, true, true, true, true)
 
 #define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN) NAME,
 static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
@@ -1128,16 +1146,17 @@ static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
 // "auto": the config that measured fastest for the case's class, side by side
-// on an H200 (benchmarks/NOTES.md, "Kernels II", device runs 2-5 of
-// 2026-11-21; speed relative to SDPA's cuDNN backend in run 5, bf16):
+// on an H200 (benchmarks/NOTES.md, "Kernels II"; speed relative to SDPA's
+// cuDNN backend, bf16, device run 8 of the third session):
 //   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
-//     m64_ov, twice the CTAs (1x8x512x64: 1.20x; 4x8x512x64: 1.06x)
-//   D=64, causal, Sk <= 1024: m128_pp_persist (16x16x1024 causal: 0.87x, the
-//     best of all configs there)
-//   D=64 otherwise: m192_pp_persist (2x16x8192: 1.04x, causal 1.12x)
-//   D=128, causal, Sk <= 2048: m192_pp (8x16x2048 causal: 0.93x)
-//   D=128 otherwise: 128x176_s2_pp_persist_own (2x16x8192: 1.02x,
-//     1x16x16384 causal: 1.17x)
+//     m64_ov, twice the CTAs (1x8x512x64: 1.20x; 4x8x512x64: 1.07x, run 7)
+//   causal, D=64, Sk <= 1024: m128_pp_persist (16x16x1024: 0.86x, the best
+//     config there; m192_pp_persist_own 0.84x)
+//   causal otherwise: m192_pp_persist_own (8x16x2048x128: 0.98x against
+//     0.95x for m192_pp; 2x16x8192x128: 1.10x; 2x16x8192x64: 1.13x)
+//   non-causal, D=64: m192_pp_persist (16x16x1024: 0.93x, 2x16x8192: 1.05x)
+//   non-causal, D=128: 128x176_s2_pp_persist_own (2x16x8192: 0.97x,
+//     1x16x16384: 0.99x; OWN and uniform loops time alike here)
 enum {
     CFG_PLAIN = 1,
     CFG_M64 = 2,
@@ -1145,7 +1164,8 @@ enum {
     CFG_M128_PERSIST = 4,
     CFG_176_PERSIST = 5,
     CFG_M192_PERSIST = 6,
-    CFG_176_PERSIST_OWN = 7
+    CFG_176_PERSIST_OWN = 7,
+    CFG_M192_PERSIST_OWN = 8
 };
 
 static int auto_config(const ab_attn_args *a)
@@ -1155,8 +1175,8 @@ static int auto_config(const ab_attn_args *a)
     if (sm_count(&sms, &ignored) != 0) sms = 132;
     const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
     if (tiles128 < sms) return CFG_M64;
-    if (a->D == 64) return (a->causal && a->Sk <= 1024) ? CFG_M128_PERSIST : CFG_M192_PERSIST;
-    return (a->causal && a->Sk <= 2048) ? CFG_M192 : CFG_176_PERSIST_OWN;
+    if (a->causal) return (a->D == 64 && a->Sk <= 1024) ? CFG_M128_PERSIST : CFG_M192_PERSIST_OWN;
+    return a->D == 64 ? CFG_M192_PERSIST : CFG_176_PERSIST_OWN;
 }
 
 static const int wgmma_head_dims[] = {64, 128};
