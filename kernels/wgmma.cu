@@ -47,8 +47,10 @@
 // tools (benchmarks/sanitize.sh, sanitize_cases.py with impl@config names).
 //
 // Not yet (benchmarks/NOTES.md): O stored by TMA, a dynamic (atomic) tile
-// scheduler.  Tried and dropped: a tile's first S GEMM issued in the previous
-// tile's last slot (no gain), split row-max chains (no gain).
+// scheduler.  Tried and dropped after side-by-side timings (NOTES.md, third
+// session): a tile's first S GEMM issued in the previous tile's last slot,
+// split row-max chains, the next Q prefetched into L2, and causal tiles ordered
+// in L2-sized head groups (none gained; the last lost up to 40%).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
