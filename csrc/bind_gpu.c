@@ -817,6 +817,39 @@ static PyObject *py_block_stream(PyObject *self, PyObject *args, PyObject *kw)
 PyDoc_STRVAR(release_block_doc,
 "release_block(handle) -> bool\n\nLet the stream run on and wait for it; True if the block\n"
 "had already given up by its timeout.");
+static const char round_order_doc[] =
+"round_order(n, r) -> tuple: the order in which time() samples its n candidates\n"
+"in round r: a Williams design, so that over a cycle of n rounds (2n when n is\n"
+"odd) every candidate takes every position, and runs right after every other\n"
+"candidate, equally often.";
+
+static PyObject *py_round_order(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int n = 0, r = 0;
+    if (!PyArg_ParseTuple(args, "ii", &n, &r))
+        return NULL;
+    if (n < 1 || n > 1 << 20)
+        return PyErr_Format(PyExc_ValueError, "round_order: n must be in [1, 2**20], got %d", n);
+    if (r < 0)
+        return PyErr_Format(PyExc_ValueError, "round_order: r must be >= 0, got %d", r);
+    int *order = PyMem_Malloc((size_t)n * sizeof *order);
+    if (order == NULL)
+        return PyErr_NoMemory();
+    ab_round_order(n, r, order);
+    PyObject *out = PyTuple_New(n);
+    for (int i = 0; out != NULL && i < n; i++) {
+        PyObject *v = PyLong_FromLong(order[i]);
+        if (v == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    PyMem_Free(order);
+    return out;
+}
+
 static PyObject *py_release_block(PyObject *self, PyObject *cap)
 {
     stream_block *b = PyCapsule_GetPointer(cap, "attnbench.stream_block");
@@ -968,6 +1001,7 @@ PyMethodDef ab_gpu_methods[] = {
     {"time", (PyCFunction)(void (*)(void))py_time_restoring, METH_VARARGS | METH_KEYWORDS, time_doc},
     {"block_stream", (PyCFunction)(void (*)(void))py_block_stream_restoring, METH_VARARGS | METH_KEYWORDS, block_stream_doc},
     {"release_block", py_release_block, METH_O, release_block_doc},
+    {"round_order", py_round_order, METH_VARARGS, round_order_doc},
     {"nan_counter", py_nan_counter_restoring, METH_VARARGS, "nan_counter(device=0) -> counter for nan_scan."},
     {"nan_scan", py_nan_scan_restoring, METH_VARARGS, nan_scan_doc},
     {"nan_scan_result", py_nan_scan_result, METH_O, "nan_scan_result(counter) -> int: wait for the last scan, return its NaN count."},

@@ -73,6 +73,7 @@ double ab_median_noise(const double *x, int n)
 typedef struct sampler {
     cudaEvent_t *start, *stop;
     int n_events;
+    int *order;               /* [n_events]: this round's candidate order */
     void *flush;              /* twice the L2, so a memset evicts everything timed work left there */
     size_t flush_bytes;
     int *flag;                /* mapped pinned memory: the blocking kernel's release flag */
@@ -91,6 +92,7 @@ static void timer_close(sampler *t)
     }
     free(t->start);
     free(t->stop);
+    free(t->order);
     if (t->flush)
         cudaFree(t->flush);
     if (t->flag)
@@ -108,6 +110,9 @@ static int timer_open(sampler *t, int n, const ab_timing_options *opt, ab_error 
     if (t->start == NULL || t->stop == NULL)
         return ab_set_error(err, "out of host memory for %d timing events", n);
     t->n_events = n;
+    t->order = calloc((size_t)n, sizeof *t->order);
+    if (t->order == NULL)
+        return ab_set_error(err, "out of host memory for %d timing candidates", n);
     for (int i = 0; i < n; i++) {
         AB_CUDA_CHECK(err, cudaEventCreate(&t->start[i]));
         AB_CUDA_CHECK(err, cudaEventCreate(&t->stop[i]));
@@ -183,8 +188,22 @@ static int warm_up(const ab_timed *c, int n, cudaStream_t stream, const ab_timin
     return 0;
 }
 
+void ab_round_order(int n, int r, int *order)
+{
+    const int cycle = n % 2 == 0 ? n : 2 * n;
+    int row = r % cycle;
+    const int mirrored = row >= n;
+    if (mirrored)
+        row -= n;
+    /* Row 0 is 0, 1, n-1, 2, n-2, ...; row k adds k (mod n) to every entry. */
+    for (int k = 0; k < n; k++) {
+        const int first = k == 0 ? 0 : k % 2 == 1 ? (k + 1) / 2 : n - k / 2;
+        order[mirrored ? n - 1 - k : k] = (first + row) % n;
+    }
+}
+
 /* Step 2: one round, one sample of every candidate, queued (when blocking)
- * behind the spin kernel, starting at a rotating position. */
+ * behind the spin kernel, in the order of ab_round_order. */
 static int take_round(const ab_timed *c, int n, cudaStream_t stream, const ab_timing_options *opt, sampler *t,
                       ab_timing_run *run, ab_error *err)
 {
@@ -196,8 +215,9 @@ static int take_round(const ab_timed *c, int n, cudaStream_t stream, const ab_ti
             return -1;
     }
     int rc = 0;
+    ab_round_order(n, r, t->order);
     for (int j = 0; j < n && rc == 0; j++) {
-        int i = (r + j) % n;
+        int i = t->order[j];
         if (opt->mode == AB_MODE_COLD)
             rc = ab_launch_fill(t->flush, t->flush_bytes, (unsigned)r, stream, err);
         if (rc == 0 && (rc = (cudaEventRecord(t->start[i], stream) != cudaSuccess)))

@@ -3,8 +3,8 @@
  * It times any number of candidates on one stream with CUDA events, in named
  * steps: warm-up (by count and by time, no blocking kernel) -> rounds of
  * samples taken round-robin (so that drift in clocks or temperature hits all
- * candidates alike) -> a stopping rule -> raw samples, SM clocks and the
- * reason it stopped.  A candidate is anything that can enqueue its work on a
+ * candidates alike), each round in the order of ab_round_order -> a stopping
+ * rule -> raw samples, SM clocks and the reason it stopped.  A candidate is anything that can enqueue its work on a
  * stream: an attnbench kernel launched from C, or a Python callable (SDPA). */
 #ifndef ATTNBENCH_TIMING_H
 #define ATTNBENCH_TIMING_H
@@ -40,6 +40,16 @@ typedef struct ab_timing_options {
     int blocking;             /* queue each round behind a blocking spin kernel */
     double blocking_timeout_ms;
 } ab_timing_options;
+
+/* The order of the n candidates in round r (r >= 0), written to order[0..n-1]:
+ * row r of a Williams design (a balanced Latin square, mirrored when n is odd).
+ * Over a cycle of n rounds (2n when n is odd) every candidate takes every
+ * position, and runs right after every other candidate, equally often.  The
+ * predecessor matters: the L2 flush leaves the SMs' instruction caches warm, so
+ * a kernel timed right after an identical one (impl="auto" after the config it
+ * picks, SDPA's default after cudnn) ran 2-4% faster on short shapes when the
+ * order was a plain rotation. */
+void ab_round_order(int n, int r, int *order);
 
 /* Defaults, with their reasons, in timing.c. */
 void ab_timing_defaults(ab_timing_options *opt);
