@@ -19,7 +19,7 @@
 //     is the A-fragment layout, and O += P V by wgmma with A from registers and
 //     V from shared memory (an N-major descriptor, so V needs no transpose).
 // The schedules (tile_cfg): OVERLAP keeps the next S GEMM and this P V in
-// flight during the softmax; PP makes the consumers issue their GEMMs by turns
+// flight during the softmax (SINK keeps ptxas from undoing that: sink_rows); PP makes the consumers issue their GEMMs by turns
 // on named barriers (one's softmax under the others' GEMMs); PERSIST runs one
 // CTA per SM over a static tile list (heaviest first, snake order when causal)
 // with the next tile's Q (double-buffered where shared memory allows) and K/V
@@ -95,13 +95,15 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            snake order when causal); Q of the next tile loads as soon as the
 //            last S GEMM of this one is done, K/V stream on across tiles, and
 //            O is stored from registers so Q's buffer is free at once
-template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false>
+template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
+          bool SINK_ = true>
 struct tile_cfg {
     static constexpr int D = D_, NC = NC_, BM = NC_ * WG_ROWS, BN = BN_, STAGES = STAGES_;
     static constexpr bool OVERLAP = OVERLAP_;
     static constexpr bool PINGPONG = PP_ && NC_ > 1;
     static constexpr bool PERSIST = PERSIST_;
     static constexpr bool OWN = OWN_;  // per-consumer K/V extent (see the consumer loop)
+    static constexpr bool SINK = SINK_ && OVERLAP_;  // the softmax pinned above the wait for P V (sink_rows)
     static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
     static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
     static_assert(NC >= 1 && NC <= 3, "one to three consumer warpgroups");
@@ -602,6 +604,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
 
     // ---- consumers ----
     regs_inc<C::CONSUMER_REGS>();
+    __shared__ float2 sink_slots[C::SINK ? NC * 128 : 1];  // written by sink_rows, never read
+    const uint32_t sink = smem_u32(sink_slots);
     // Consumer warpgroup: query rows cw*64 .. cw*64+63 of the tile.  Broadcast
     // from lane 0, so that ptxas knows it is warp-uniform and keeps what derives
     // from it (the OWN loop bound, the idle branch) on the uniform datapath: the
@@ -718,6 +722,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
             return softmax_block<BN>(sc, m_run, l_run, alpha, sl2);
         };
+        // Pins the wait for P_{j-1} V_{j-1} below the softmax of S_j.  ptxas hoists
+        // a lone wgmma wait to the top of its basic block, which put it before the
+        // softmax in every overlapped loop (the overlap lost: the softmax waited for
+        // P V).  It does not hoist the wait above a shared-memory store, and the
+        // row sums stored here are the softmax's last results.
+        auto sink_rows = [&]() {
+            if constexpr (C::SINK)
+                asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(sink + 8 * (threadIdx.x - 128)),
+                             "f"(l_run[0]), "f"(l_run[1])
+                             : "memory");
+        };
 
         if constexpr (!C::OVERLAP) {
             for (int j = 0; j < w.n_kv; ++j) {
@@ -817,8 +832,13 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                     release_k(ik);
                     if (j == n_kv - 1) release_q(qb);
                     const bool moved = mask_and_softmax(j);
+                    sink_rows();
                     wgmma_wait<0>();
                     fence_regs(o);
+                    // P_{j-1} stays live until P V has read it: otherwise ptxas recycles
+                    // its registers for the softmax's temporaries and must wait for P V
+                    // before the softmax (the overlap lost, as in SASS until now).
+                    fence_regs(pf);
                     release_v(iv);
                     if (moved) rescale_o<D>(o, alpha);
                     pack_p<T, BN>(sc, pf);
@@ -885,8 +905,13 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                     release_k(ik);
                     if (j == n_own - 1) release_q(qb);
                     const bool moved = mask_and_softmax(j);
+                    sink_rows();
                     wgmma_wait<0>();
                     fence_regs(o);
+                    // P_{j-1} stays live until P V has read it: otherwise ptxas recycles
+                    // its registers for the softmax's temporaries and must wait for P V
+                    // before the softmax (the overlap lost, as in SASS until now).
+                    fence_regs(pf);
                     release_v(iv);
                     if (moved) rescale_o<D>(o, alpha);
                     pack_p<T, BN>(sc, pf);
@@ -1102,63 +1127,70 @@ template <typename C> static int launch_dtype(const ab_attn_args *a, cudaStream_
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
-template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, bool OWN>
+template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, bool OWN, bool SINK>
 static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN>>(a, s, err);
-    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN>>(a, s, err);
+    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN, SINK>>(a, s, err);
+    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN, SINK>>(a, s, err);
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
 // X(name, consumer warpgroups NC (BM = 64 NC), BN and STAGES at D = 64, BN
-// and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, OWN), with the reason.  Names
+// and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, OWN, SINK), with the reason.  Names
 // are BMxBN_sSTAGES when one geometry serves both head dims; the m64/m192
 // configs (BM only) change BN or STAGES with D.
 #define AB_WGMMA_CONFIGS(X)                                                                                      \
     /* 1: the plain schedule (S GEMM, softmax, P V GEMM in turn per consumer): the least work per */             \
     /*    launch, which the short (S = 512) shapes favour */                                                     \
-    X("128x128_s2", 2, 128, 2, 128, 2, false, false, false, false)                                               \
+    X("128x128_s2", 2, 128, 2, 128, 2, false, false, false, false, true)                                         \
     /* 2: one consumer, two CTAs per SM: twice the CTAs for latency-bound shapes (D=64: 64x128 s3; */            \
     /*    D=128: 64x64 s2, for two CTAs' shared memory); overlapped */                                           \
-    X("m64_ov", 1, 128, 3, 64, 2, true, false, false, false)                                                     \
+    X("m64_ov", 1, 128, 3, 64, 2, true, false, false, false, true)                                               \
     /* 3: three consumers by turns (ping-pong), overlapped: two GEMMs queue while one softmax runs */            \
     /*    (D=64: 192x128 s4; D=128: 192x64 s3, as 160 registers per consumer thread leave no room */             \
     /*    for a 128-key S) */                                                                                    \
-    X("m192_pp", 3, 128, 4, 64, 3, true, true, false, false)                                                     \
+    X("m192_pp", 3, 128, 4, 64, 3, true, true, false, false, true)                                               \
     /* 4-6: persistent: one CTA per SM over a static tile list, next Q (double-buffered where shared */          \
     /*    memory allows) and K/V loading under this tile.  m128: D=64 128x128 s4, D=128 128x128 s2 */            \
-    X("m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false)                                             \
+    X("m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false, true)                                       \
     /*    176-key blocks: fewer softmax rounds and barriers per key (88 S registers; 208 KB at D=128) */         \
-    X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, false)                                       \
-    X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, false)                                              \
+    X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, false, true)                                 \
+    X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, false, true)                                        \
     /* 7-8: as 5 and 6 with each consumer's own K/V extent (OWN): in a causal tile the first consumers */        \
     /*    stop at their last row (8x16x2048x128 causal: +4.4% for m192_pp_persist) */                            \
-    X("128x176_s2_pp_persist_own", 2, 176, 2, 176, 2, true, true, true, true)                                    \
-    X("m192_pp_persist_own", 3, 128, 4, 64, 3, true, true, true, true)
+    X("128x176_s2_pp_persist_own", 2, 176, 2, 176, 2, true, true, true, true, true)                              \
+    X("m192_pp_persist_own", 3, 128, 4, 64, 3, true, true, true, true, true)                                     \
+    /* 9: as 8 without sink_rows (ptxas then waits for P V before the softmax): 3% faster on */                  \
+    /*    8x16x2048x128 causal, the one case where it measured faster (third session, run 14) */                 \
+    X("m192_pp_persist_own_nosink", 3, 128, 4, 64, 3, true, true, true, true, false)
 
-#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN) NAME,
+#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK) NAME,
 static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
-#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN) \
-    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN>,
+#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK) \
+    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
 // "auto": the config that measured fastest for the case's class, side by side
-// on an H200 (benchmarks/NOTES.md, "Kernels II"; speed relative to SDPA's
-// cuDNN backend, bf16, device run 8 of the third session):
+// on an H200 (benchmarks/NOTES.md, "Kernels II", third session, run 14; TFLOP/s,
+// bf16, against SDPA's cuDNN backend in the same call):
 //   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
-//     m64_ov, twice the CTAs (1x8x512x64: 1.20x; 4x8x512x64: 1.07x, run 7)
-//   causal, D=64, Sk <= 1024: m128_pp_persist (16x16x1024: 0.86x, the best
-//     config there; m192_pp_persist_own 0.84x)
-//   causal otherwise: m192_pp_persist_own (8x16x2048x128: 0.98x against
-//     0.95x for m192_pp; 2x16x8192x128: 1.10x; 2x16x8192x64: 1.13x)
-//   non-causal, D=64: m192_pp_persist (16x16x1024: 0.93x, 2x16x8192: 1.05x)
-//   non-causal, D=128: 128x176_s2_pp_persist_own (2x16x8192: 0.97x,
-//     1x16x16384: 0.99x; OWN and uniform loops time alike here)
+//     m64_ov, twice the CTAs (1x8x512x64: 53.8 against 47)
+//   D=64, non-causal: m192_pp_persist (16x16x1024: 401 against 427;
+//     2x16x8192: 505 against 465)
+//   D=64, causal, Sk <= 1024: m128_pp_persist (16x16x1024: 272 against 319;
+//     m192_pp_persist_own 267)
+//   D=64, causal, longer: m192_pp_persist_own (8x16x2048: 366 against 371;
+//     2x16x8192: 477 against 412)
+//   D=128, Sk <= 2048: m128_pp_persist non-causal (8x16x2048: 584 against
+//     610; 128x176 own 569), m192_pp_persist_own_nosink causal (453 against
+//     468; with sink_rows 440)
+//   D=128, longer: 128x176_s2_pp_persist_own (2x16x8192: 645 against 632;
+//     1x16x16384: 660 against 627, causal 634 against 545)
 enum {
     CFG_PLAIN = 1,
     CFG_M64 = 2,
@@ -1167,7 +1199,8 @@ enum {
     CFG_176_PERSIST = 5,
     CFG_M192_PERSIST = 6,
     CFG_176_PERSIST_OWN = 7,
-    CFG_M192_PERSIST_OWN = 8
+    CFG_M192_PERSIST_OWN = 8,
+    CFG_M192_PERSIST_OWN_NOSINK = 9
 };
 
 static int auto_config(const ab_attn_args *a)
@@ -1177,8 +1210,12 @@ static int auto_config(const ab_attn_args *a)
     if (sm_count(&sms, &ignored) != 0) sms = 132;
     const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
     if (tiles128 < sms) return CFG_M64;
-    if (a->causal) return (a->D == 64 && a->Sk <= 1024) ? CFG_M128_PERSIST : CFG_M192_PERSIST_OWN;
-    return a->D == 64 ? CFG_M192_PERSIST : CFG_176_PERSIST_OWN;
+    if (a->D == 64) {
+        if (!a->causal) return CFG_M192_PERSIST;
+        return a->Sk <= 1024 ? CFG_M128_PERSIST : CFG_M192_PERSIST_OWN;
+    }
+    if (a->Sk <= 2048) return a->causal ? CFG_M192_PERSIST_OWN_NOSINK : CFG_M128_PERSIST;
+    return CFG_176_PERSIST_OWN;
 }
 
 static const int wgmma_head_dims[] = {64, 128};
