@@ -59,7 +59,9 @@
 // must report 0 bytes spill stores/loads and 0 bytes stack frame for every
 // sm_90a instantiation, and no "wgmma.mma_async instructions are serialized"
 // warning; the sm_80 pass builds empty kernel bodies (the device code is
-// guarded by the sm_90a feature macro).
+// guarded by the sm_90a feature macro).  Then `python benchmarks/sass_check.py
+// /tmp/w.o` must exit 0: in every overlapped config with SINK the wait for P V
+// comes after the softmax's last MUFU in SASS.
 #include <cuda.h>  // CUtensorMap and the encode function's types only: no libcuda link
 #include <cuda_runtime.h>
 #include <stdint.h>
