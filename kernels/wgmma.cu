@@ -765,11 +765,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // complete are O rescaled and P_j packed into the fragments it read
             // (packing earlier would overwrite registers the GEMM still reads).
             //
-          // The two branches repeat the same slot sequence on purpose: the !OWN
-          // loop, bounded by the tile's n_kv, measured 1-2% faster than OWN's on
-          // non-causal D=64 (benchmarks/NOTES.md, third session, runs 7-8), and
-          // it re-decodes its tile after the loop to stay within 160 registers
-          // at three consumers.  Merging them would give up that 1-2%.
           // Slots `first` .. n_kv of a warpgroup with nothing (more) to compute:
           // empty turns (slot `first` too unless it was taken already), and every
           // block from `first` on released as soon as it has landed (after the
@@ -791,151 +786,94 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   }
               }
           };
+          // Slots 0 .. n of this warpgroup's first n >= 1 blocks of the tile: S_0;
+          // S_j with P_{j-1} V_{j-1} for j = 1 .. n-1; the last P V.  final_turn()
+          // says whether that last slot is the CTA's final one (its turn arrival
+          // is skipped); it runs after the loop, when registers are free.
+          auto run_blocks = [&](const int n, auto final_turn) {
+              mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
+              take_turn();
+              wgmma_fence();
+              issue_s<T, C>(sc, dq, desc_k(it));
+              wgmma_commit();
+              pass_turn(false);
+              wgmma_wait<0>();
+              fence_regs(sc);
+              release_k(it);
+              if (n == 1) release_q(qb);
+              mask_and_softmax(0);  // O is still zero: nothing to rescale
+              pack_p<T, BN>(sc, pf);
+              for (int j = 1; j < n; ++j) {
+                  const int ik = it + j, iv = it + j - 1;
+                  // Both waits and both descriptors before the fence: nothing but
+                  // wgmma may define a wgmma input between the fence and the commits,
+                  // or ptxas serializes them.  V_{j-1} landed long before K_j.
+                  mbar_wait(bar_full_k + 8 * (ik % STAGES), parity(ik));
+                  mbar_wait(bar_full_v + 8 * (iv % STAGES), parity(iv));
+                  const uint64_t dk = desc_k(ik), dv = desc_v(iv);
+                  fence_regs(o);
+                  fence_regs(pf);
+                  take_turn();
+                  wgmma_fence();
+                  issue_s<T, C>(sc, dq, dk);
+                  wgmma_commit();
+                  issue_pv<T, C>(o, pf, dv);
+                  wgmma_commit();
+                  pass_turn(false);
+                  wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
+                  fence_regs(sc);
+                  release_k(ik);
+                  if (j == n - 1) release_q(qb);
+                  const bool moved = mask_and_softmax(j);
+                  sink_rows();
+                  wgmma_wait<0>();
+                  fence_regs(o);
+                  // P_{j-1} stays live until P V has read it: otherwise ptxas recycles
+                  // its registers for the softmax's temporaries and must wait for P V
+                  // before the softmax.
+                  fence_regs(pf);
+                  release_v(iv);
+                  if (moved) rescale_o<D>(o, alpha);
+                  pack_p<T, BN>(sc, pf);
+              }
+              const bool final_slot = final_turn();
+              const int il = it + n - 1;
+              mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
+              const uint64_t dv = desc_v(il);
+              fence_regs(o);
+              fence_regs(pf);
+              take_turn();
+              wgmma_fence();
+              issue_pv<T, C>(o, pf, dv);
+              wgmma_commit();
+              pass_turn(final_slot);
+              wgmma_wait<0>();
+              fence_regs(o);
+              release_v(il);
+          };
           if constexpr (!C::OWN) {
-            // Issue slots: 0 (S_0), j = 1 .. n_kv - 1 (S_j and P_{j-1} V_{j-1}),
-            // n_kv (the last P V).  Every consumer computes all of the tile's
-            // blocks (OWN = false), except that a warpgroup whose rows all lie
-            // past Sq (the last tile of a head when BM does not divide Sq: 1024 =
-            // 5 x 192 + 64) only passes its turns: 16x16x1024x64 with three
-            // consumers went from 386 to 395 TFLOP/s.
+            // Every consumer computes all of the tile's blocks, except that a
+            // warpgroup whose rows all lie past Sq (the last tile of a head when BM
+            // does not divide Sq: 1024 = 5 x 192 + 64) only passes its turns:
+            // 16x16x1024x64 with three consumers went from 386 to 395 TFLOP/s.
             if (wg_row0 < p.Sq) {
-                const int n_kv = w.n_kv;
-                mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
-                take_turn();
-                wgmma_fence();
-                issue_s<T, C>(sc, dq, desc_k(it));
-                wgmma_commit();
-                pass_turn(false);
-                wgmma_wait<0>();
-                fence_regs(sc);
-                release_k(it);
-                if (n_kv == 1) release_q(qb);
-                mask_and_softmax(0);  // O is still zero: nothing to rescale
-                pack_p<T, BN>(sc, pf);
-                for (int j = 1; j < n_kv; ++j) {
-                    const int ik = it + j, iv = it + j - 1;
-                    // Both waits and both descriptors before the fence: nothing but
-                    // wgmma may define a wgmma input between the fence and the commits,
-                    // or ptxas serializes them.  V_{j-1} landed long before K_j.
-                    mbar_wait(bar_full_k + 8 * (ik % STAGES), parity(ik));
-                    mbar_wait(bar_full_v + 8 * (iv % STAGES), parity(iv));
-                    const uint64_t dk = desc_k(ik), dv = desc_v(iv);
-                    fence_regs(o);
-                    fence_regs(pf);
-                    take_turn();
-                    wgmma_fence();
-                    issue_s<T, C>(sc, dq, dk);
-                    wgmma_commit();
-                    issue_pv<T, C>(o, pf, dv);
-                    wgmma_commit();
-                    pass_turn(false);
-                    wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
-                    fence_regs(sc);
-                    release_k(ik);
-                    if (j == n_kv - 1) release_q(qb);
-                    const bool moved = mask_and_softmax(j);
-                    sink_rows();
-                    wgmma_wait<0>();
-                    fence_regs(o);
-                    // P_{j-1} stays live until P V has read it: otherwise ptxas recycles
-                    // its registers for the softmax's temporaries and must wait for P V
-                    // before the softmax (the overlap lost, as in SASS until now).
-                    fence_regs(pf);
-                    release_v(iv);
-                    if (moved) rescale_o<D>(o, alpha);
-                    pack_p<T, BN>(sc, pf);
-                }
-                const bool last_work = is_last_work();
-                const int il = it + tile_again().n_kv - 1;
-                mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
-                const uint64_t dv = desc_v(il);
-                fence_regs(o);
-                fence_regs(pf);
-                take_turn();
-                wgmma_fence();
-                issue_pv<T, C>(o, pf, dv);
-                wgmma_commit();
-                pass_turn(last_work);
-                wgmma_wait<0>();
-                fence_regs(o);
-                release_v(il);
+                run_blocks(w.n_kv, [&]() { return is_last_work(); });
             } else {
                 release_q(qb);  // no S GEMM of this warpgroup reads Q
                 idle_slots(0, false);
             }
           } else {
-            // Issue slots: 0 (S_0), j = 1 .. n_kv - 1 (S_j and P_{j-1} V_{j-1}),
-            // n_kv (the last P V).  This warpgroup computes only its own n_own
-            // blocks (causal: up to its last row; none when all its rows are past
-            // Sq): its slot n_own issues its last P V, its later slots are empty
-            // turns, and blocks it skips are released as soon as they land
-            // (after the turn is passed, so a skipped wait never holds a turn).
+            // This warpgroup computes only its own n_own blocks (causal: up to its
+            // last row; none when all its rows are past Sq); its later slots are
+            // empty turns, and blocks it skips are released as they land.  The
+            // uniform branch above measured 1-2% faster on non-causal D=64 (NOTES.md,
+            // third session, runs 7-8 and 14), so both stay.
             const int own_end = p.causal ? min(p.Sk, min(wg_row0 + WG_ROWS, p.Sq)) : p.Sk;
             const int n_own = wg_row0 < p.Sq ? min(w.n_kv, ceil_div(own_end, BN)) : 0;
-            if (n_own > 0) {
-                mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
-                take_turn();
-                wgmma_fence();
-                issue_s<T, C>(sc, dq, desc_k(it));
-                wgmma_commit();
-                pass_turn(false);
-                wgmma_wait<0>();
-                fence_regs(sc);
-                release_k(it);
-                if (n_own == 1) release_q(qb);
-                mask_and_softmax(0);  // O is still zero: nothing to rescale
-                pack_p<T, BN>(sc, pf);
-                for (int j = 1; j < n_own; ++j) {
-                    const int ik = it + j, iv = it + j - 1;
-                    // Both waits and both descriptors before the fence: nothing but
-                    // wgmma may define a wgmma input between the fence and the commits,
-                    // or ptxas serializes them.  V_{j-1} landed long before K_j.
-                    mbar_wait(bar_full_k + 8 * (ik % STAGES), parity(ik));
-                    mbar_wait(bar_full_v + 8 * (iv % STAGES), parity(iv));
-                    const uint64_t dk = desc_k(ik), dv = desc_v(iv);
-                    fence_regs(o);
-                    fence_regs(pf);
-                    take_turn();
-                    wgmma_fence();
-                    issue_s<T, C>(sc, dq, dk);
-                    wgmma_commit();
-                    issue_pv<T, C>(o, pf, dv);
-                    wgmma_commit();
-                    pass_turn(false);
-                    wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
-                    fence_regs(sc);
-                    release_k(ik);
-                    if (j == n_own - 1) release_q(qb);
-                    const bool moved = mask_and_softmax(j);
-                    sink_rows();
-                    wgmma_wait<0>();
-                    fence_regs(o);
-                    // P_{j-1} stays live until P V has read it: otherwise ptxas recycles
-                    // its registers for the softmax's temporaries and must wait for P V
-                    // before the softmax (the overlap lost, as in SASS until now).
-                    fence_regs(pf);
-                    release_v(iv);
-                    if (moved) rescale_o<D>(o, alpha);
-                    pack_p<T, BN>(sc, pf);
-                }
-                const int n_kv = tile_again().n_kv;
-                const bool last_work = is_last_work();
-                const int il = it + n_own - 1;
-                mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
-                const uint64_t dv = desc_v(il);
-                fence_regs(o);
-                fence_regs(pf);
-                take_turn();
-                wgmma_fence();
-                issue_pv<T, C>(o, pf, dv);
-                wgmma_commit();
-                pass_turn(last_work && n_own == n_kv);
-                wgmma_wait<0>();
-                fence_regs(o);
-                release_v(il);
-            } else {
+            if (n_own > 0)
+                run_blocks(n_own, [&]() { return is_last_work() && n_own == tile_again().n_kv; });
+            else
                 release_q(qb);  // no S GEMM of this warpgroup reads Q
-            }
             idle_slots(n_own, n_own > 0);
           }
         }
