@@ -10,27 +10,6 @@
 
 #include <math.h>
 
-/* A new reference to `obj` as a float16/32/64 array (no copy if it is one). */
-static PyArrayObject *float_array_from_object(PyObject *obj, const char *argname)
-{
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROM_O(obj);
-    if (a == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s must be a float16, float32 or float64 array", argname);
-        }
-        return NULL;
-    }
-    int type = PyArray_TYPE(a);
-    if (type != NPY_HALF && type != NPY_FLOAT && type != NPY_DOUBLE) {
-        PyErr_Format(PyExc_TypeError, "%s must be a float16, float32 or float64 array, not dtype %R", argname,
-                     (PyObject *)PyArray_DESCR(a));
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
-}
-
 static int check_same_shape(PyArrayObject *out, PyArrayObject *ref)
 {
     if (PyArray_NDIM(out) == PyArray_NDIM(ref) &&
@@ -136,8 +115,8 @@ static PyObject *py_check_close(PyObject *self, PyObject *args, PyObject *kwargs
     PyObject *result = NULL, *worst = NULL;
     double atol, rtol;
     ab_close_result res;
-    if ((out = float_array_from_object(out_obj, "out")) == NULL ||
-        (ref = float_array_from_object(ref_obj, "ref")) == NULL || check_same_shape(out, ref) < 0 ||
+    if ((out = ab_float_array_from_object(out_obj, "out")) == NULL ||
+        (ref = ab_float_array_from_object(ref_obj, "ref")) == NULL || check_same_shape(out, ref) < 0 ||
         tolerance_arg(atol_obj, "atol", 0, &atol) < 0 || tolerance_arg(rtol_obj, "rtol", 0, &rtol) < 0 ||
         compare_arrays(out, ref, atol, rtol, &res) < 0 ||
         (worst = worst_index_tuple(&res, PyArray_NDIM(out), PyArray_DIMS(out))) == NULL)

@@ -17,23 +17,11 @@ static const char *const input_names[N_INPUTS] = {"q", "k", "v"};
 /* A new reference to `obj` as a 4-d NumPy array of float16, float32 or
  * float64, in whatever layout it has (nothing is copied yet, so shapes can
  * be checked before any conversion).  TypeError / ValueError naming `argname`. */
-static PyArrayObject *float_array_from_object(PyObject *obj, const char *argname)
+static PyArrayObject *input_array_from_object(PyObject *obj, const char *argname)
 {
-    PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_O(obj);
-    if (arr == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "%s must be an array of float16, float32 or float64 numbers", argname);
-        }
+    PyArrayObject *arr = ab_float_array_from_object(obj, argname);
+    if (arr == NULL)
         return NULL;
-    }
-    int type = PyArray_TYPE(arr);
-    if (type != NPY_HALF && type != NPY_FLOAT && type != NPY_DOUBLE) {
-        PyErr_Format(PyExc_TypeError, "%s must have dtype float16, float32 or float64, got %R", argname,
-                     (PyObject *)PyArray_DESCR(arr));
-        Py_DECREF(arr);
-        return NULL;
-    }
     if (PyArray_NDIM(arr) != RANK) {
         PyErr_Format(PyExc_ValueError, "%s must have 4 dimensions [B, H, S, D], got %d", argname,
                      PyArray_NDIM(arr));
@@ -104,7 +92,7 @@ static PyObject *py_reference_attention(PyObject *self, PyObject *args, PyObject
     ab_ref_status status;
     double scale;
     for (int a = 0; a < N_INPUTS; a++) {
-        inputs[a] = float_array_from_object(objs[a], input_names[a]);
+        inputs[a] = input_array_from_object(objs[a], input_names[a]);
         if (inputs[a] == NULL)
             goto done;
         for (int d = 0; d < RANK; d++)

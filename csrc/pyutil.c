@@ -209,3 +209,23 @@ int ab_raise_stats_status(int status, const char *context)
         PyErr_Format(PyExc_ValueError, "%s: %s", context, ab_stats_strerror((ab_stats_status)status));
     return -1;
 }
+
+PyArrayObject *ab_float_array_from_object(PyObject *obj, const char *argname)
+{
+    PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (arr == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s must be an array of float16, float32 or float64 numbers", argname);
+        }
+        return NULL;
+    }
+    int type = PyArray_TYPE(arr);
+    if (type != NPY_HALF && type != NPY_FLOAT && type != NPY_DOUBLE) {
+        PyErr_Format(PyExc_TypeError, "%s must have dtype float16, float32 or float64, got %R", argname,
+                     (PyObject *)PyArray_DESCR(arr));
+        Py_DECREF(arr);
+        return NULL;
+    }
+    return arr;
+}

@@ -26,6 +26,11 @@ int ab_gpu_add_types(PyObject *module);
  * input, ValueError for wrong ndim / too few / NaN / Inf; both name `argname`. */
 PyArrayObject *ab_samples_from_object(PyObject *obj, const char *argname, npy_intp min_n);
 
+/* A new reference to `obj` as a NumPy array of float16, float32 or float64,
+ * in whatever layout and shape it has (nothing is copied).  TypeError naming
+ * `argname` for anything else. */
+PyArrayObject *ab_float_array_from_object(PyObject *obj, const char *argname);
+
 /* 0 if 0 < confidence < 1, else -1 with ValueError naming `argname`. */
 int ab_check_confidence(double confidence, const char *argname);
 
