@@ -828,9 +828,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   sink_rows();
                   wgmma_wait<0>();
                   fence_regs(o);
-                  // P_{j-1} stays live until P V has read it: otherwise ptxas recycles
-                  // its registers for the softmax's temporaries and must wait for P V
-                  // before the softmax.
+                  // P_{j-1} pinned live until P V is complete.  On its own this did not
+                  // keep the wait below the softmax (sink_rows does); it stays because
+                  // every timed and sanitized build had it, and dropping it changes the
+                  // SASS (not timed).
                   fence_regs(pf);
                   release_v(iv);
                   if (moved) rescale_o<D>(o, alpha);
