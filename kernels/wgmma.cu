@@ -394,19 +394,22 @@ __device__ __forceinline__ void issue_pv(float (&o)[C::D / 2], const uint32_t (&
 // -inf for keys >= Sk and (causal) keys past the row.  sc[4*nt + 2*hf + e]
 // holds key key0 + nt*8 + 2t + e of row row_lo + 8*hf (the wgmma accumulator
 // layout: per warp 16 rows, per lane rows g and g + 8, columns 2t, 2t + 1 of
-// each n8 tile).
+// each n8 tile).  Per row, the last key it may see becomes a limit on the
+// element's compile-time column nt*8 + e: one compare and one select per
+// element (computing each element's key cost 3.5 instructions).
 template <int BN>
 __device__ __forceinline__ void mask_block(float (&sc)[BN / 2], int key0, int Sk, int causal, int row_lo, int t)
 {
 #pragma unroll
-    for (int nt = 0; nt < BN / 8; ++nt)
+    for (int hf = 0; hf < 2; ++hf) {
+        const int last = causal ? min(Sk - 1, row_lo + 8 * hf) : Sk - 1;
+        const int lim = last - key0 - 2 * t;
 #pragma unroll
-        for (int hf = 0; hf < 2; ++hf)
+        for (int nt = 0; nt < BN / 8; ++nt)
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const int key = key0 + nt * 8 + 2 * t + e;
-                if (key >= Sk || (causal && key > row_lo + 8 * hf)) sc[4 * nt + 2 * hf + e] = -INFINITY;
-            }
+            for (int e = 0; e < 2; ++e)
+                if (nt * 8 + e > lim) sc[4 * nt + 2 * hf + e] = -INFINITY;
+    }
 }
 
 // Online softmax of one S block, in place: new running maxima (scaled), S
