@@ -27,9 +27,12 @@ def main():
         v = torch.randn(1, Hkv, Sk, D, device="cuda", generator=g).to(dtype)
         name, _, config = impl.partition("@")
         out, lse = attnbench.attention(q, k, v, causal=causal, impl=name, config=config or None, return_lse=True)
+        # and without lse: a config may take another instantiation then (wgmma's RS configs do)
+        out2 = attnbench.attention(q, k, v, causal=causal, impl=name, config=config or None)
         torch.cuda.synchronize()
         assert not torch.isnan(out).any() and not torch.isnan(lse).any(), (impl, dtype, D, causal, Sq, Sk)
-    print(f"sanitize_cases: {len(names)} kernels x {2 * 2 * 2 * len(cases)} cases ran")
+        assert not torch.isnan(out2).any(), (impl, dtype, D, causal, Sq, Sk)
+    print(f"sanitize_cases: {len(names)} kernels x {2 * 2 * 2 * len(cases)} cases ran, each with and without lse")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ import sys
 
 _INT = r"(?:\(int\))?(\d+)"
 _BOOL = r"(true|false|\(bool\)[01])"
-CFG = re.compile(r"tile_cfg<" + ", ".join([_INT] * 4 + [_BOOL] * 5) + ">")
+# D, NC, BN, STAGES, then OVERLAP, PINGPONG, PERSIST, OWN, SINK, and any flags a later tile_cfg adds.
+CFG = re.compile(r"tile_cfg<" + ", ".join([_INT] * 4 + [_BOOL] * 5) + r"((?:, (?:true|false|\(bool\)[01]))*)>")
 INSN = re.compile(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);")
 BRANCH = re.compile(r"BRA[^ ]*\s+.*?0x([0-9a-f]+)")
 
@@ -65,17 +66,18 @@ def main():
     sass = subprocess.run([a.cuobjdump, "-sass", obj], capture_output=True, text=True, check=True).stdout
     names = subprocess.run(["c++filt"], input="\n".join(n for n, _ in functions(sass)), capture_output=True,
                            text=True, check=True).stdout.split("\n")
-    bad = 0
+    bad = checked = 0
     for (_, insns), name in zip(functions(sass), names):
         m = CFG.search(name)
         if m is None or "attn_fwd_wgmma" not in name:
             continue
         D, NC, BN, ST, overlap, pp, persist, own, sink = (int(g) if g.isdigit() else int(g in ("true", "(bool)1"))
-                                                          for g in m.groups())
+                                                          for g in m.groups()[:9])
         dtype = "bf16" if "bfloat16" in name else "fp16"
         loop = main_loop(insns)
         if loop is None:
             continue
+        checked += 1
         text = [t for _, t in loop]
         mufu = [i for i, t in enumerate(text) if "MUFU.EX2" in t]
         waits = [i for i, t in enumerate(text) if "WARPGROUP.DEPBAR.LE gsb0, 0x0" in t]
@@ -90,6 +92,8 @@ def main():
         print(f"D={D:3} NC={NC} BN={BN:3} stages={ST} ov={overlap} pp={pp} persist={persist} own={own} "
               f"sink={sink} {dtype}: loop {len(text)} instructions, HGMMA {hgmma}, MUFU {len(mufu)}; "
               f"wait for P V {where}")
+    if checked == 0:
+        sys.exit("sass_check: no wgmma main loop recognized in the object (has tile_cfg's signature changed?)")
     if bad:
         print(f"sass_check: {bad} overlapped loop(s) wait for P V before the softmax ends", file=sys.stderr)
         sys.exit(1)
