@@ -48,9 +48,11 @@
 //
 // Not yet (benchmarks/NOTES.md): O stored by TMA, a dynamic (atomic) tile
 // scheduler.  Tried and dropped after side-by-side timings (NOTES.md, third
-// session): a tile's first S GEMM issued in the previous tile's last slot,
-// split row-max chains, the next Q prefetched into L2, and causal tiles ordered
-// in L2-sized head groups (none gained; the last lost up to 40%).
+// and fourth sessions): a tile's first S GEMM issued in the previous tile's
+// last slot (twice), split row-max chains, the next Q prefetched into L2,
+// causal tiles ordered in L2-sized head groups, 64-key blocks at D = 64, a
+// share of the exponentials on the FMA pipe, and row sums by the tensor cores
+// (P V against extra columns of ones); none gained where `auto` would use it.
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -58,7 +60,8 @@
 //     -gencode=arch=compute_80,code=[sm_80,compute_80] -Xptxas -v
 // must report 0 bytes spill stores/loads and 0 bytes stack frame for every
 // sm_90a instantiation, and no "wgmma.mma_async instructions are serialized"
-// warning; the sm_80 pass builds empty kernel bodies (the device code is
+// message (ptxas prints it as "ptxas info ... (C7518)/(C7520) Potential
+// Performance Loss", so grep for "serialized", not "warning"); the sm_80 pass builds empty kernel bodies (the device code is
 // guarded by the sm_90a feature macro).  Then `python benchmarks/sass_check.py
 // /tmp/w.o` must exit 0: in every overlapped config with SINK the wait for P V
 // comes after the softmax's last MUFU in SASS.
