@@ -23,7 +23,16 @@ SHAPES = [(1, 8, 512, 64), (4, 8, 512, 64), (1, 8, 512, 128), (16, 16, 1024, 64)
 BACKENDS = ("flash", "cudnn", "default")
 
 
-def one_case(shape, dtype, causal, kernels, stream, max_seconds):
+def floor_calls(q):
+    """Two do-nothing-useful candidates that bound what any kernel can reach in this timer: `floor:launch`
+    is one tiny kernel (the launch and event floor of a cold sample), `floor:copy_o` copies an output-sized
+    tensor (reads and writes what an attention kernel writes, through a flushed L2)."""
+    one = torch.zeros(1, device=q.device, dtype=q.dtype)
+    dst = torch.empty_like(q)
+    return [("floor:launch", lambda: one.add_(1)), ("floor:copy_o", lambda: dst.copy_(q))]
+
+
+def one_case(shape, dtype, causal, kernels, stream, max_seconds, floor=False):
     B, H, S, D = shape
     q, k, v = sdpa.random_inputs(B, H, H, S, S, D, dtype, 0, "cuda")
     names, cands = [], []
@@ -37,6 +46,10 @@ def one_case(shape, dtype, causal, kernels, stream, max_seconds):
         call = sdpa.sdpa_call(b, q, k, v, causal, None)
         if sdpa.probe(call)[1] is None:
             names.append("sdpa:" + b)
+            cands.append((call, 1))
+    if floor:
+        for n, call in floor_calls(q):
+            names.append(n)
             cands.append((call, 1))
     raw = _core.time(cands, stream.cuda_stream, 0, "cold", max_seconds=max_seconds, min_samples=10)
     flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
@@ -57,6 +70,7 @@ def main():
     ap.add_argument("--kernels", default=",".join(k["name"] for k in attnbench.kernels() if k["name"] != "naive"),
                     help="comma-separated impl or impl@config names")
     ap.add_argument("--max-seconds", type=float, default=0.8)
+    ap.add_argument("--floor", action="store_true", help="also time floor:launch and floor:copy_o (floor_calls)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     shapes = [s for s in SHAPES if a.part == "all" or (s[2] >= 1024) == (a.part == "long")]
@@ -67,7 +81,7 @@ def main():
         for dt in a.dtypes.split(","):
             for shape in shapes:
                 for causal in (False, True):
-                    r = one_case(shape, sdpa.DTYPES[dt], causal, kernels, stream, a.max_seconds)
+                    r = one_case(shape, sdpa.DTYPES[dt], causal, kernels, stream, a.max_seconds, a.floor)
                     rows.append(r)
                     tf = r["tflops"]
                     print(f"{dt} {'x'.join(map(str, shape)):<14} {'causal' if causal else '      '} " +

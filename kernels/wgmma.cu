@@ -68,6 +68,7 @@
 #include <cuda.h>  // CUtensorMap and the encode function's types only: no libcuda link
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>  // calloc for pick_rotation
 
 #include "common.cuh"
 
@@ -159,6 +160,7 @@ struct kparams {
     int n_mblocks;
     int bh_count;      // B * Hq
     int n_work;        // n_mblocks * bh_count tiles
+    int rot;           // non-causal persistent order: round i is rotated by i * rot CTAs (pick_rotation)
     float scale_log2;  // |scale| * log2(e): scores go straight into ex2
     int negate_q;      // scale < 0: Q is negated in shared memory once
     int causal;
@@ -519,17 +521,21 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     // The work list.  Tiles are ranked heaviest first when causal (the last
     // query blocks see the most keys), so the light ones fill the tail;
     // otherwise consecutive ranks share a head, so that its K/V stay in L2
-    // while they stream it.  Without PERSIST, CTA x takes rank x.  With it,
-    // CTA x takes one rank per round of G = gridDim.x: r G + x, or r G + G-1-x
-    // in odd rounds when causal (snake order: a CTA that got a heavy tile in
-    // one round gets a light one in the next).
+    // while they stream it.  Without PERSIST, CTA x takes rank x.  With PERSIST,
+    // CTA x takes one rank per round of G = gridDim.x: i G + G-1-x in odd
+    // rounds when causal (snake order: a CTA that got a heavy tile in one round
+    // gets a light one in the next), else i G + (x + i rot) mod G.  The
+    // rotation matters when BM does not divide Sq and G is a multiple of
+    // n_mblocks (132 SMs, BM = 192, Sq = 1024 or 2048): unrotated, CTA x always
+    // gets query block x mod n_mblocks, so a sixth of the CTAs do every light
+    // last block and the rest only full ones (pick_rotation).
     auto work_rank = [&](int i) -> int {
         if constexpr (!C::PERSIST) {
             return i == 0 ? (int)blockIdx.x : -1;
         } else {
-            // 32-bit: the host keeps n_work + gridDim.x below 2^31.
+            // 32-bit: the host keeps n_work + gridDim.x below 2^31 and rot <= 3.
             const int G = (int)gridDim.x, x = (int)blockIdx.x;
-            const int r = i * G + ((p.causal && (i & 1)) ? G - 1 - x : x);
+            const int r = i * G + (p.causal ? ((i & 1) ? G - 1 - x : x) : (x + i * p.rot) % G);
             return r < p.n_work ? r : -1;
         }
     };
@@ -1028,7 +1034,46 @@ static int sm_count(int *out, ab_error *err)
     return 0;
 }
 
-template <typename T, typename C>
+// The non-causal persistent order's rotation (kparams::rot, work_rank): the
+// k in 0..MAX_ROT whose static assignment leaves the most loaded CTA lightest,
+// counting a full tile as 1 and a head's last, partial query block as its
+// share of working consumers (a consumer whose rows all lie past Sq only
+// passes its turns).  With BM = 192 and Sq = 1024 on 132 SMs, k = 0 gives 22
+// CTAs every light tile and the other 110 twelve full ones, 1.15x the mean
+// load; k = 1 gives 1.03x, the wave quantization of 1536 tiles.  O(B H + G).
+constexpr int MAX_ROT = 3;
+static int pick_rotation(int n_mblocks, int bh, int G, int n_work, double light)
+{
+    if (light >= 1.0 || G <= 1 || n_work <= G) return 0;
+    double *load = static_cast<double *>(calloc((size_t)G, sizeof(double)));
+    if (load == nullptr) return 0;  // any rotation is correct; this one is just slower
+    int best = 0;
+    double best_max = 0.0;
+    for (int k = 0; k <= MAX_ROT; ++k) {
+        const long long rounds = n_work / G, rest = n_work % G;
+        for (int x = 0; x < G; ++x) load[x] = (double)rounds;
+        // round `rounds` is partial: its positions y < rest go to CTA (y - rounds k) mod G
+        for (long long y = 0; y < rest; ++y) load[((y - rounds * k) % G + G) % G] += 1.0;
+        for (long long h = 0; h < bh; ++h) {
+            const long long r = h * n_mblocks + n_mblocks - 1, i = r / G, y = r % G;
+            load[((y - i * k) % G + G) % G] += light - 1.0;
+        }
+        double mx = 0.0;
+        for (int x = 0; x < G; ++x) mx = load[x] > mx ? load[x] : mx;
+        if (k == 0 || mx < best_max - 1e-9) {
+            best = k;
+            best_max = mx;
+        }
+    }
+    free(load);
+    return best;
+}
+
+// Host-side schedule switches, for side-by-side timing of a schedule against
+// its absence (AB_WGMMA_EXPERIMENTS builds only): the kernel is the same.
+enum { SCHED_ALL = 0, SCHED_NO_ROT = 1 };
+
+template <typename T, typename C, int SCHED = SCHED_ALL>
 static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
 {
     CUtensorMap maps[3];
@@ -1055,10 +1100,16 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.bh_count = a->B * a->Hq;
     p.n_work = (int)work;
     long long grid = work;
+    p.rot = 0;
     if (C::PERSIST) {
         int sms = 0;
         if (sm_count(&sms, err) != 0) return -1;
         if (grid > sms) grid = sms;
+        if (!a->causal && !(SCHED & SCHED_NO_ROT)) {
+            const int last_rows = a->Sq - (p.n_mblocks - 1) * C::BM;  // rows of a head's last query block
+            const double light = (double)ceil_div(last_rows, WG_ROWS) / C::NC;
+            p.rot = pick_rotation(p.n_mblocks, p.bh_count, (int)grid, p.n_work, light);
+        }
     }
     AB_CUDA_CHECK(err, cudaFuncSetAttribute(attn_fwd_wgmma<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             (int)C::SMEM));
@@ -1067,18 +1118,19 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     return 0;
 }
 
-template <typename C> static int launch_dtype(const ab_attn_args *a, cudaStream_t s, ab_error *err)
+template <typename C, int SCHED> static int launch_dtype(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->dtype == AB_FLOAT16) return launch_one<__half, C>(a, s, err);
-    if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, C>(a, s, err);
+    if (a->dtype == AB_FLOAT16) return launch_one<__half, C, SCHED>(a, s, err);
+    if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, C, SCHED>(a, s, err);
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
-template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, bool OWN, bool SINK>
+template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, bool OWN, bool SINK,
+          int SCHED = SCHED_ALL>
 static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN, SINK>>(a, s, err);
-    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN, SINK>>(a, s, err);
+    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN, SINK>, SCHED>(a, s, err);
+    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN, SINK>, SCHED>(a, s, err);
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
@@ -1111,15 +1163,26 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*    8x16x2048x128 causal, the one case where it measured faster (third session, run 14) */                 \
     X("m192_pp_persist_own_nosink", 3, 128, 4, 64, 3, true, true, true, true, false)
 
-#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK) NAME,
-static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)};
+#ifdef AB_WGMMA_EXPERIMENTS
+// Experiment builds (ATTNBENCH_NVCC_FLAGS=-DAB_WGMMA_EXPERIMENTS): configs of
+// the list above with a host-side schedule switched off, timed side by side.
+#define AB_WGMMA_EXPERIMENT_CONFIGS(X)                                                                  \
+    X("m128_pp_persist_norot", 2, 128, 4, 128, 2, true, true, true, false, true, SCHED_NO_ROT)        \
+    X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, SCHED_NO_ROT)
+#else
+#define AB_WGMMA_EXPERIMENT_CONFIGS(X)
+#endif
+
+#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, ...) NAME,
+static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)
+                                                              AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_NAME)};
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
-#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK) \
-    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK>,
-static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN)};
+#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, ...) \
+    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, ##__VA_ARGS__>,
+static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
 // "auto": the config that measured fastest for the case's class, side by side
