@@ -11,8 +11,11 @@ import torch
 import attnbench
 
 # (Sq, Sk, Hq, Hkv).  The third has more 128- and 192-row tiles (216, 144) than an
-# H200 has SMs, so the persistent configs run their cross-tile paths under the tools.
-CASES = [(1, 1, 2, 2), (17, 17, 2, 2), (300, 300, 72, 8), (65, 130, 4, 2), (130, 65, 2, 2), (200, 200, 4, 1)]
+# H200 has SMs, so the persistent configs run their cross-tile paths under the tools; the
+# last (576 and 432 tiles, a partial last query block) also runs the rotated non-causal
+# order (wgmma.cu, pick_rotation picks 1 for m128 and m192 there).
+CASES = [(1, 1, 2, 2), (17, 17, 2, 2), (300, 300, 72, 8), (65, 130, 4, 2), (130, 65, 2, 2), (200, 200, 4, 1),
+         (400, 200, 144, 8)]
 
 
 def main():

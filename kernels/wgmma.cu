@@ -48,11 +48,15 @@
 //
 // Not yet (benchmarks/NOTES.md): O stored by TMA, a dynamic (atomic) tile
 // scheduler.  Tried and dropped after side-by-side timings (NOTES.md, third
-// and fourth sessions): a tile's first S GEMM issued in the previous tile's
+// to fifth sessions): a tile's first S GEMM issued in the previous tile's
 // last slot (twice), split row-max chains, the next Q prefetched into L2,
 // causal tiles ordered in L2-sized head groups, 64-key blocks at D = 64, a
-// share of the exponentials on the FMA pipe, and row sums by the tensor cores
-// (P V against extra columns of ones); none gained where `auto` would use it.
+// share of the exponentials on the FMA pipe, row sums by the tensor cores
+// (P V against extra columns of ones), K and V issued by two producer
+// threads, the tensor maps prefetched, a tile's O stored under the next
+// tile's first S GEMM, that S GEMM issued without a ping-pong turn, and two
+// co-resident causal CTAs paired heavy with light; none gained where `auto`
+// would use it.
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
