@@ -32,17 +32,17 @@ def floor_calls(q):
     return [("floor:launch", lambda: one.add_(1)), ("floor:copy_o", lambda: dst.copy_(q))]
 
 
-def one_case(shape, dtype, causal, kernels, stream, max_seconds, floor=False):
-    B, H, S, D = shape
-    q, k, v = sdpa.random_inputs(B, H, H, S, S, D, dtype, 0, "cuda")
+def time_side_by_side(q, k, v, causal, kernels, backends, stream, max_seconds, floor=False):
+    """(names, raw) of ONE cold C-timer call over the kernels ("impl" or "impl@config") that support the case,
+    the SDPA backends that run it, and with `floor` the two floor_calls."""
     names, cands = [], []
-    for name in kernels:  # "impl" or "impl@config"
+    for name in kernels:
         impl, _, config = name.partition("@")
         out = torch.empty_like(q)
         if _core.supports(impl, q, k, v, out, None, causal, None) is None:
             names.append(name)
             cands.append(_core.Launch(impl, [(q, k, v, out)], causal, None, config or None))
-    for b in BACKENDS:
+    for b in backends:
         call = sdpa.sdpa_call(b, q, k, v, causal, None)
         if sdpa.probe(call)[1] is None:
             names.append("sdpa:" + b)
@@ -51,7 +51,13 @@ def one_case(shape, dtype, causal, kernels, stream, max_seconds, floor=False):
         for n, call in floor_calls(q):
             names.append(n)
             cands.append((call, 1))
-    raw = _core.time(cands, stream.cuda_stream, 0, "cold", max_seconds=max_seconds, min_samples=10)
+    return names, _core.time(cands, stream.cuda_stream, 0, "cold", max_seconds=max_seconds, min_samples=10)
+
+
+def one_case(shape, dtype, causal, kernels, stream, max_seconds, floor=False):
+    B, H, S, D = shape
+    q, k, v = sdpa.random_inputs(B, H, H, S, S, D, dtype, 0, "cuda")
+    names, raw = time_side_by_side(q, k, v, causal, kernels, BACKENDS, stream, max_seconds, floor)
     flops = 4.0 * B * H * S * S * D * (0.5 if causal else 1.0)
     med = {n: float(np.median(t)) for n, t in zip(names, raw["times"])}
     return dict(shape=shape, dtype=dtype, causal=causal, median_us={n: 1e6 * m for n, m in med.items()},

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 import attnbench
-from attnbench import _core, sdpa
-from kernels_grid import floor_calls
+from attnbench import sdpa
+from kernels_grid import time_side_by_side
 
 PRESETS = {  # (B, H, Sq, Sk, D)
     "short": [(4, 8, 512, sk, 64) for sk in (128, 256, 384, 512)] + [(4, 8, 128, 512, 64), (4, 8, 256, 512, 64)],
@@ -41,19 +41,8 @@ def main():
     with torch.cuda.stream(stream):
         for B, H, Sq, Sk, D in PRESETS[a.preset]:
             q, k, v = sdpa.random_inputs(B, H, H, Sq, Sk, D, sdpa.DTYPES[a.dtype], 0, "cuda")
-            names, cands = [], []
-            for name in a.kernels.split(","):
-                impl, _, config = name.partition("@")
-                out = torch.empty_like(q)
-                if _core.supports(impl, q, k, v, out, None, a.causal, None) is None:
-                    names.append(name)
-                    cands.append(_core.Launch(impl, [(q, k, v, out)], a.causal, None, config or None))
-            names.append("sdpa:cudnn")
-            cands.append((sdpa.sdpa_call("cudnn", q, k, v, a.causal, None), 1))
-            for n, call in floor_calls(q):
-                names.append(n)
-                cands.append((call, 1))
-            raw = _core.time(cands, stream.cuda_stream, 0, "cold", max_seconds=a.max_seconds, min_samples=10)
+            names, raw = time_side_by_side(q, k, v, a.causal, a.kernels.split(","), ("cudnn",), stream,
+                                           a.max_seconds, floor=True)
             med = {n: 1e6 * float(np.median(t)) for n, t in zip(names, raw["times"])}
             rows.append(dict(B=B, H=H, Sq=Sq, Sk=Sk, D=D, median_us=med))
             print(f"{B}x{H} Sq={Sq:<5} Sk={Sk:<5} D={D:<4}" + "  ".join(f"{n} {m:7.2f}" for n, m in med.items()),

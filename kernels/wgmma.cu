@@ -1051,10 +1051,10 @@ static int pick_rotation(int n_mblocks, int bh, int G, int n_work, double light)
     if (light >= 1.0 || G <= 1 || n_work <= G) return 0;
     double *load = static_cast<double *>(calloc((size_t)G, sizeof(double)));
     if (load == nullptr) return 0;  // any rotation is correct; this one is just slower
+    const long long rounds = n_work / G, rest = n_work % G;
     int best = 0;
     double best_max = 0.0;
     for (int k = 0; k <= MAX_ROT; ++k) {
-        const long long rounds = n_work / G, rest = n_work % G;
         for (int x = 0; x < G; ++x) load[x] = (double)rounds;
         // round `rounds` is partial: its positions y < rest go to CTA (y - rounds k) mod G
         for (long long y = 0; y < rest; ++y) load[((y - rounds * k) % G + G) % G] += 1.0;
