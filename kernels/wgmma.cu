@@ -23,7 +23,8 @@
 // on named barriers (one's softmax under the others' GEMMs); PERSIST runs one
 // CTA per SM over a static tile list (heaviest first, snake order when causal)
 // with the next tile's Q (double-buffered where shared memory allows) and K/V
-// loading under this tile, and O stored from registers.
+// loading under this tile, and O stored from registers or (TMA_O) by a bulk
+// tensor store from the tile's Q buffer.
 // Shared memory tiles are [D/64][rows][64 elements]: each row of a column
 // block is one 128-byte swizzle span, which is what a TMA box with
 // CU_TENSOR_MAP_SWIZZLE_128B writes and what a wgmma descriptor in 128B
@@ -46,8 +47,8 @@
 // runs every config on tails, Sq != Sk and GQA) and compute-sanitizer's four
 // tools (benchmarks/sanitize.sh, sanitize_cases.py with impl@config names).
 //
-// Not yet (benchmarks/NOTES.md): O stored by TMA, a dynamic (atomic) tile
-// scheduler.  Tried and dropped after side-by-side timings (NOTES.md, third
+// Not yet (benchmarks/NOTES.md): a dynamic (atomic) tile scheduler.  Tried
+// and dropped after side-by-side timings (NOTES.md, third
 // to fifth sessions): a tile's first S GEMM issued in the previous tile's
 // last slot (twice), split row-max chains, the next Q prefetched into L2,
 // causal tiles ordered in L2-sized head groups, 64-key blocks at D = 64, a
@@ -55,8 +56,9 @@
 // (P V against extra columns of ones), K and V issued by two producer
 // threads, the tensor maps prefetched, a tile's O stored under the next
 // tile's first S GEMM, that S GEMM issued without a ping-pong turn, and two
-// co-resident causal CTAs paired heavy with light; none gained where `auto`
-// would use it.
+// co-resident causal CTAs paired heavy with light, and one flat loop over all
+// of a CTA's key blocks across its tiles (sixth session: 1% faster to 5%
+// slower); none gained where `auto` would use it.
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -105,8 +107,11 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            snake order when causal); Q of the next tile loads as soon as the
 //            last S GEMM of this one is done, K/V stream on across tiles, and
 //            O is stored from registers so Q's buffer is free at once
+//   TMA_O    (PERSIST with two Q buffers) O goes through this warpgroup's rows of
+//            the Q buffer and out by a bulk tensor store; the buffer goes back
+//            to the producer once the store has read it
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
-          bool SINK_ = true>
+          bool SINK_ = true, bool TMA_O_ = false>
 struct tile_cfg {
     static constexpr int D = D_, NC = NC_, BM = NC_ * WG_ROWS, BN = BN_, STAGES = STAGES_;
     static constexpr bool OVERLAP = OVERLAP_;
@@ -137,6 +142,11 @@ struct tile_cfg {
     // tile's Q loads while this tile's last blocks still read the other one.
     static constexpr size_t SMEM_1Q = Q_BYTES + 2 * STAGES * KV_BYTES + (4 + 4 * STAGES) * 8 + ATOM_BYTES;
     static constexpr int QBUF = (PERSIST && SMEM_1Q + Q_BYTES <= 227 * 1024) ? 2 : 1;
+    // O stored by TMA from the warpgroup's own rows of the tile's Q buffer, which
+    // then goes back to the producer only once the store has read it: with two Q
+    // buffers that is a tile before the next Q load needs it; with one it would
+    // hold up the next tile's Q, so those configs store from registers.
+    static constexpr bool TMA_O = TMA_O_ && PERSIST && QBUF == 2;
     static constexpr uint32_t Q_OFF = 0;
     static constexpr uint32_t K_OFF = Q_OFF + QBUF * Q_BYTES;
     static constexpr uint32_t V_OFF = K_OFF + STAGES * KV_BYTES;
@@ -236,6 +246,27 @@ __device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap *map
                  " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
                  "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
                  : "memory");
+}
+
+// A [64 x rows] box from shared memory at `src` to a 4-d tensor map at (c0, c1,
+// c2, c3); elements out of range are not written.  One bulk group per commit.
+__device__ __forceinline__ void tma_store_4d(const CUtensorMap *map, uint32_t src, int c0, int c1, int c2, int c3)
+{
+    asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(
+                     reinterpret_cast<uint64_t>(map)),
+                 "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// This thread's bulk groups have read their shared memory (it may be overwritten).
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// This thread's bulk groups are complete.
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
+// `n` arrivals at once.
+__device__ __forceinline__ void mbar_arrive_n(uint32_t bar, uint32_t n)
+{
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar), "r"(n) : "memory");
 }
 
 template <int R> __device__ __forceinline__ void regs_dec()
@@ -505,7 +536,8 @@ struct work_tile {
 template <typename T, typename C>
 __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     attn_fwd_wgmma(const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
-                   const __grid_constant__ CUtensorMap tm_v, const kparams p)
+                   const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ CUtensorMap tm_o,
+                   const kparams p)
 {
 #if AB_WGMMA_DEVICE
     constexpr int D = C::D, BM = C::BM, BN = C::BN, STAGES = C::STAGES, CB = C::CB, NC = C::NC;
@@ -648,11 +680,31 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         __syncwarp();
         if (lane == 0) mbar_arrive(bar_empty_v + 8 * (it % STAGES));
     };
-    // This warp's last S GEMM of the tile is complete: Q buffer qb may take a later tile.
-    auto release_q = [&](int qb) {
+    // This warp's last S GEMM of the tile is complete: Q buffer qb may take a
+    // later tile.  With TMA_O a warpgroup that stores O from its Q rows hands
+    // them back later instead (settle_q); `now` is for one that stores nothing.
+    auto release_q = [&](int qb, bool now = false) {
         if constexpr (C::PERSIST) {
+            if (C::TMA_O && !now) return;
             __syncwarp();
             if (lane == 0) mbar_arrive(bar_q_empty + 8 * qb);
+        }
+    };
+    // TMA_O: Q buffer q_owed - 1 holds the O rows of this warpgroup's previous
+    // tile, under a bulk store issued by its first thread.  Once the store has
+    // read them, that thread hands the buffer back for the warpgroup (4 warps'
+    // arrivals).  Run early in the next tile, after its first S GEMM: the
+    // producer needs the buffer only for the Q of the tile after that.
+    int q_owed = 0;
+    auto settle_q = [&]() {
+        if constexpr (C::TMA_O) {
+            if (q_owed != 0) {
+                if ((threadIdx.x & 127) == 0) {
+                    bulk_wait_read();
+                    mbar_arrive_n(bar_q_empty + 8 * (q_owed - 1), 4);
+                }
+                q_owed = 0;
+            }
         }
     };
     // Ping-pong: each issue slot (S_0; S_j with P_{j-1} V_{j-1}; the last P V)
@@ -786,6 +838,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
           // block from `first` on released as soon as it has landed (after the
           // turn is passed, so a wait never holds a turn).
           auto idle_slots = [&](int first, bool first_taken) {
+              settle_q();
               const int n_kv = tile_again().n_kv;
               const bool last_work = is_last_work();
               for (int j = first; j <= n_kv; ++j) {
@@ -816,6 +869,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               wgmma_wait<0>();
               fence_regs(sc);
               release_k(it);
+              settle_q();
               if (n == 1) release_q(qb);
               mask_and_softmax(0);  // O is still zero: nothing to rescale
               pack_p<T, BN>(sc, pf);
@@ -876,7 +930,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             if (wg_row0 < p.Sq) {
                 run_blocks(w.n_kv, [&]() { return is_last_work(); });
             } else {
-                release_q(qb);  // no S GEMM of this warpgroup reads Q
+                release_q(qb, true);  // no S GEMM of this warpgroup reads Q, nor does it store O
                 idle_slots(0, false);
             }
           } else {
@@ -890,7 +944,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             if (n_own > 0)
                 run_blocks(n_own, [&]() { return is_last_work() && n_own == tile_again().n_kv; });
             else
-                release_q(qb);  // no S GEMM of this warpgroup reads Q
+                release_q(qb, true);  // no S GEMM of this warpgroup reads Q, nor does it store O
             idle_slots(n_own, n_own > 0);
           }
         }
@@ -911,7 +965,33 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
                 p.lse[we.b * p.lse_sb + we.h * p.lse_sh + row] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
         }
-        if constexpr (C::PERSIST) {
+        if constexpr (C::TMA_O) {
+            // Into this warpgroup's rows of its Q buffer (all its GEMMs are complete)
+            // in the 128B-swizzled layout of a TMA box of 64 rows, then one bulk
+            // store per column block; rows past Sq are out of the map and not written.
+            if (wg_row0 < p.Sq) {
+                unsigned char *const rows = q_tile + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES;
+#pragma unroll
+                for (int hf = 0; hf < 2; ++hf) {
+                    const int r = wq * 16 + g + 8 * hf;  // row in the warpgroup's 64
+#pragma unroll
+                    for (int dt = 0; dt < D / 8; ++dt)
+                        *reinterpret_cast<uint32_t *>(rows + (dt / 8) * BM * ROW_BYTES + r * ROW_BYTES +
+                                                      (((dt % 8) ^ (r & 7)) << 4) + 4 * t) =
+                            pack2<T>(o[4 * dt + 2 * hf] * inv[hf], o[4 * dt + 2 * hf + 1] * inv[hf]);
+                }
+                fence_proxy_async();
+                warpgroup_bar(1 + cw);
+                if ((threadIdx.x & 127) == 0) {
+                    const uint32_t src = sQ + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES;
+#pragma unroll
+                    for (int cb = 0; cb < CB; ++cb)
+                        tma_store_4d(&tm_o, src + cb * BM * ROW_BYTES, cb * COL_BLOCK, wg_row0, we.h, we.b);
+                    bulk_commit();
+                }
+                q_owed = qb + 1;
+            }
+        } else if constexpr (C::PERSIST) {
             // Straight from registers: Q's buffer already belongs to the next tile.
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
@@ -955,6 +1035,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         }
         rank = work_rank((C::PERSIST ? rank_again() / (int)gridDim.x : 0) + 1);
     }
+    // The last bulk store must be done with shared memory before the CTA exits.
+    if constexpr (C::TMA_O)
+        if (q_owed != 0 && (threadIdx.x & 127) == 0) bulk_wait();
 #endif  // AB_WGMMA_DEVICE
 }
 
@@ -1010,13 +1093,15 @@ static int encode_map(encode_tiled_fn encode, CUtensorMap *map, const void *ptr,
     return 0;
 }
 
-static int encode_maps(const ab_attn_args *a, int bm, int bn, CUtensorMap maps[3], ab_error *err)
+// Q, K, V (boxes of bm, bn, bn rows) and O (boxes of one warpgroup's 64 rows).
+static int encode_maps(const ab_attn_args *a, int bm, int bn, CUtensorMap maps[4], ab_error *err)
 {
     encode_tiled_fn encode;
     if (get_encoder(&encode, err) != 0) return -1;
     if (encode_map(encode, &maps[0], a->q, a->dtype, a->B, a->Hq, a->Sq, a->D, a->q_stride, bm, "q", err) != 0 ||
         encode_map(encode, &maps[1], a->k, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->k_stride, bn, "k", err) != 0 ||
-        encode_map(encode, &maps[2], a->v, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->v_stride, bn, "v", err) != 0)
+        encode_map(encode, &maps[2], a->v, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->v_stride, bn, "v", err) != 0 ||
+        encode_map(encode, &maps[3], a->o, a->dtype, a->B, a->Hq, a->Sq, a->D, a->o_stride, WG_ROWS, "out", err) != 0)
         return -1;
     return 0;
 }
@@ -1080,7 +1165,7 @@ enum { SCHED_ALL = 0, SCHED_NO_ROT = 1 };
 template <typename T, typename C, int SCHED = SCHED_ALL>
 static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
 {
-    CUtensorMap maps[3];
+    CUtensorMap maps[4];
     if (encode_maps(a, C::BM, C::BN, maps, err) != 0) return -1;
     kparams p;
     p.o = a->o;
@@ -1117,7 +1202,7 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     }
     AB_CUDA_CHECK(err, cudaFuncSetAttribute(attn_fwd_wgmma<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             (int)C::SMEM));
-    attn_fwd_wgmma<T, C><<<(unsigned)grid, C::THREADS, C::SMEM, stream>>>(maps[0], maps[1], maps[2], p);
+    attn_fwd_wgmma<T, C><<<(unsigned)grid, C::THREADS, C::SMEM, stream>>>(maps[0], maps[1], maps[2], maps[3], p);
     AB_LAUNCH_CHECK(err);
     return 0;
 }
@@ -1130,81 +1215,88 @@ template <typename C, int SCHED> static int launch_dtype(const ab_attn_args *a, 
 }
 
 template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, bool OWN, bool SINK,
-          int SCHED = SCHED_ALL>
+          bool TMA_O, int SCHED = SCHED_ALL>
 static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64) return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN, SINK>, SCHED>(a, s, err);
-    if (a->D == 128) return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN, SINK>, SCHED>(a, s, err);
+    if (a->D == 64)
+        return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN, SINK, TMA_O>, SCHED>(a, s, err);
+    if (a->D == 128)
+        return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O>, SCHED>(a, s, err);
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
 // X(name, consumer warpgroups NC (BM = 64 NC), BN and STAGES at D = 64, BN
-// and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, OWN, SINK), with the reason.  Names
+// and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, OWN, SINK, TMA_O), with the reason.  Names
 // are BMxBN_sSTAGES when one geometry serves both head dims; the m64/m192
 // configs (BM only) change BN or STAGES with D.
 #define AB_WGMMA_CONFIGS(X)                                                                                      \
     /* 1: the plain schedule (S GEMM, softmax, P V GEMM in turn per consumer): the least work per */             \
     /*    launch, which the short (S = 512) shapes favour */                                                     \
-    X("128x128_s2", 2, 128, 2, 128, 2, false, false, false, false, true)                                         \
+    X("128x128_s2", 2, 128, 2, 128, 2, false, false, false, false, true, false)                                  \
     /* 2: one consumer, two CTAs per SM: twice the CTAs for latency-bound shapes (D=64: 64x128 s3; */            \
     /*    D=128: 64x64 s2, for two CTAs' shared memory); overlapped */                                           \
-    X("m64_ov", 1, 128, 3, 64, 2, true, false, false, false, true)                                               \
+    X("m64_ov", 1, 128, 3, 64, 2, true, false, false, false, true, false)                                        \
     /* 3: three consumers by turns (ping-pong), overlapped: two GEMMs queue while one softmax runs */            \
     /*    (D=64: 192x128 s4; D=128: 192x64 s3, as 160 registers per consumer thread leave no room */             \
     /*    for a 128-key S) */                                                                                    \
-    X("m192_pp", 3, 128, 4, 64, 3, true, true, false, false, true)                                               \
+    X("m192_pp", 3, 128, 4, 64, 3, true, true, false, false, true, false)                                        \
     /* 4-6: persistent: one CTA per SM over a static tile list, next Q (double-buffered where shared */          \
     /*    memory allows) and K/V loading under this tile.  m128: D=64 128x128 s4, D=128 128x128 s2 */            \
-    X("m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false, true)                                       \
+    X("m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false, true, false)                                \
     /*    176-key blocks: fewer softmax rounds and barriers per key (88 S registers; 208 KB at D=128) */         \
-    X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, false, true)                                 \
-    X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, false, true)                                        \
+    X("128x176_s2_pp_persist", 2, 176, 2, 176, 2, true, true, true, false, true, false)                          \
+    X("m192_pp_persist", 3, 128, 4, 64, 3, true, true, true, false, true, false)                                 \
     /* 7-8: as 5 and 6 with each consumer's own K/V extent (OWN): in a causal tile the first consumers */        \
     /*    stop at their last row (8x16x2048x128 causal: +4.4% for m192_pp_persist) */                            \
-    X("128x176_s2_pp_persist_own", 2, 176, 2, 176, 2, true, true, true, true, true)                              \
-    X("m192_pp_persist_own", 3, 128, 4, 64, 3, true, true, true, true, true)                                     \
+    X("128x176_s2_pp_persist_own", 2, 176, 2, 176, 2, true, true, true, true, true, false)                       \
+    X("m192_pp_persist_own", 3, 128, 4, 64, 3, true, true, true, true, true, false)                              \
     /* 9: as 8 without sink_rows (ptxas then waits for P V before the softmax): 3% faster on */                  \
     /*    8x16x2048x128 causal, the one case where it measured faster (third session, run 14) */                 \
-    X("m192_pp_persist_own_nosink", 3, 128, 4, 64, 3, true, true, true, true, false)
+    X("m192_pp_persist_own_nosink", 3, 128, 4, 64, 3, true, true, true, true, false, false)                   \
+    /* 10-11: as 4 and 6 with O stored by TMA (TMA_O) from the warpgroup's rows of its Q buffer: a */            \
+    /*    few shared stores and one bulk store per column block instead of D/4 global stores per */              \
+    /*    thread (8x16x2048x128 causal: m192 444 -> 492 TFLOP/s; at D=64 m128 loses 1%) */                       \
+    X("m128_pp_persist_tmao", 2, 128, 4, 128, 2, true, true, true, false, true, true)                            \
+    X("m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)
 
 #ifdef AB_WGMMA_EXPERIMENTS
 // Experiment builds (ATTNBENCH_NVCC_FLAGS=-DAB_WGMMA_EXPERIMENTS): configs of
 // the list above with a host-side schedule switched off, timed side by side.
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)                                                                  \
-    X("m128_pp_persist_norot", 2, 128, 4, 128, 2, true, true, true, false, true, SCHED_NO_ROT)        \
-    X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, SCHED_NO_ROT)
+    X("m128_pp_persist_norot", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_NO_ROT) \
+    X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, false, SCHED_NO_ROT)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #endif
 
-#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, ...) NAME,
-static const char *const wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)
-                                                              AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_NAME)};
+#define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) NAME,
+static constexpr const char *wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)
+                                                                  AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_NAME)};
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
-#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, ...) \
-    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, ##__VA_ARGS__>,
+#define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) \
+    launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ##__VA_ARGS__>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)};
 #undef AB_WGMMA_FN
 
 // "auto": the config that measured fastest for the case's class, side by side
-// on an H200 (benchmarks/NOTES.md, "Kernels II", third session, run 14; TFLOP/s,
+// on an H200 (benchmarks/NOTES.md, "Kernels II", sixth session, run 31; TFLOP/s,
 // bf16, against SDPA's cuDNN backend in the same call):
 //   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
-//     m64_ov, twice the CTAs (1x8x512x64: 53.8 against 47)
-//   D=64, non-causal: m192_pp_persist (16x16x1024: 401 against 427;
-//     2x16x8192: 505 against 465)
-//   D=64, causal, Sk <= 1024: m128_pp_persist (16x16x1024: 272 against 319;
-//     m192_pp_persist_own 267)
-//   D=64, causal, longer: m192_pp_persist_own (8x16x2048: 366 against 371;
-//     2x16x8192: 477 against 412)
-//   D=128, Sk <= 2048: m128_pp_persist non-causal (8x16x2048: 584 against
-//     610; 128x176 own 569), m192_pp_persist_own_nosink causal (453 against
-//     468; with sink_rows 440)
-//   D=128, longer: 128x176_s2_pp_persist_own (2x16x8192: 645 against 632;
-//     1x16x16384: 660 against 627, causal 634 against 545)
+//     m64_ov, twice the CTAs (third session, run 14: 1x8x512x64 53.8 against 47)
+//   D=64, non-causal: m192_pp_persist_tmao (16x16x1024: 436 against 424;
+//     2x16x8192: 522 against 476)
+//   D=64, causal, Sk <= 1024: m128_pp_persist (16x16x1024: 284 against 316;
+//     its TMA_O twin 280, m192_pp_persist_tmao 277)
+//   D=64, causal, longer: m192_pp_persist_tmao (8x16x2048: 386 against 377;
+//     2x16x8192: 500 against 423)
+//   D=128, non-causal: m128_pp_persist_tmao (8x16x2048: 621 against 621;
+//     2x16x8192: 654 against 635; 1x16x16384: 666 against 629)
+//   D=128, causal: Sk <= 2048 m192_pp_persist_tmao (8x16x2048: 492 against
+//     479), longer m128_pp_persist_tmao (2x16x8192: 620 against 528;
+//     1x16x16384: 652 against 552)
 enum {
     CFG_PLAIN = 1,
     CFG_M64 = 2,
@@ -1214,8 +1306,21 @@ enum {
     CFG_M192_PERSIST = 6,
     CFG_176_PERSIST_OWN = 7,
     CFG_M192_PERSIST_OWN = 8,
-    CFG_M192_PERSIST_OWN_NOSINK = 9
+    CFG_M192_PERSIST_OWN_NOSINK = 9,
+    CFG_M128_PERSIST_TMAO = 10,
+    CFG_M192_PERSIST_TMAO = 11
 };
+
+// auto_config's indices name the configs it means (the list above is positional).
+constexpr bool same_name(const char *a, const char *b)
+{
+    return *a == *b && (*a == '\0' || same_name(a + 1, b + 1));
+}
+static_assert(same_name(wgmma_config_names[CFG_M64], "m64_ov") &&
+                  same_name(wgmma_config_names[CFG_M128_PERSIST], "m128_pp_persist") &&
+                  same_name(wgmma_config_names[CFG_M128_PERSIST_TMAO], "m128_pp_persist_tmao") &&
+                  same_name(wgmma_config_names[CFG_M192_PERSIST_TMAO], "m192_pp_persist_tmao"),
+              "auto_config's CFG_ indices and AB_WGMMA_CONFIGS disagree");
 
 static int auto_config(const ab_attn_args *a)
 {
@@ -1225,11 +1330,11 @@ static int auto_config(const ab_attn_args *a)
     const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
     if (tiles128 < sms) return CFG_M64;
     if (a->D == 64) {
-        if (!a->causal) return CFG_M192_PERSIST;
-        return a->Sk <= 1024 ? CFG_M128_PERSIST : CFG_M192_PERSIST_OWN;
+        if (a->causal && a->Sk <= 1024) return CFG_M128_PERSIST;
+        return CFG_M192_PERSIST_TMAO;
     }
-    if (a->Sk <= 2048) return a->causal ? CFG_M192_PERSIST_OWN_NOSINK : CFG_M128_PERSIST;
-    return CFG_176_PERSIST_OWN;
+    if (a->causal && a->Sk <= 2048) return CFG_M192_PERSIST_TMAO;
+    return CFG_M128_PERSIST_TMAO;
 }
 
 static const int wgmma_head_dims[] = {64, 128};
@@ -1266,7 +1371,7 @@ static int wgmma_supports(const ab_attn_args *a, int sm, ab_error *err)
 {
     if (check_args(a, sm, err) != 0) return -1;
     // The driver has the last word on a layout: encode the maps once.
-    CUtensorMap maps[3];
+    CUtensorMap maps[4];
     return encode_maps(a, 128, 128, maps, err);
 }
 

@@ -156,6 +156,32 @@ def test_fast_kernel_negative_scale(impl):
     _check(impl, "float16", 64, True, 65, 65, 2, 2, B=1, scale=-0.2)
 
 
+# wgmma's TMA_O configs store O by bulk tensor stores through a tensor map of `out`: into a strided view
+# they must follow its strides and write nothing past Sq or outside its heads.  72 x 2 heads of 300 rows
+# are 432 tiles of 128 rows (288 of 192), more than an H200's 132 SMs, so the Q buffers (O's staging) are
+# reused from tile to tile.
+@pytest.mark.parametrize("config", ["m128_pp_persist_tmao", "m192_pp_persist_tmao"])
+@pytest.mark.parametrize("dtype,D,causal,scale", [("float16", 64, False, None), ("bfloat16", 128, True, -0.1)])
+def test_wgmma_tma_store_into_a_strided_view(config, dtype, D, causal, scale):
+    import torch
+    B, H, Sq, Sk = 2, 72, 300, 250
+    q, k, v = _inputs(dtype, B, H, H, Sq, Sk, D, 5)
+    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, scale)
+    if why is not None:
+        pytest.skip(why)
+    sentinel = 7.0
+    buf = torch.full((B, Sq, H + 2, D), sentinel, device="cuda", dtype=q.dtype)
+    out = buf[:, :, 1:H + 1].transpose(1, 2)  # [B, H, Sq, D] view: heads 1..H of [B, Sq, H + 2, D]
+    o, lse = attnbench.attention(q, k, v, causal=causal, scale=scale, impl="wgmma", config=config, out=out,
+                                 return_lse=True)
+    assert o.data_ptr() == out.data_ptr()
+    r = attnbench.check_close(out.float().cpu().numpy(), _truth(q, k, v, causal, scale).cpu().numpy(),
+                              atol=ATOL[dtype], rtol=RTOL[dtype])
+    assert r["passed"], (config, r)
+    assert bool((buf[:, :, 0] == sentinel).all()) and bool((buf[:, :, H + 1] == sentinel).all())
+    assert not torch.isnan(lse).any()
+
+
 def test_naive_custom_scale_and_fp32():
     _check("naive", "float32", 96, True, 200, 300, 4, 2, scale=0.3)
     _check("naive", "float16", 64, False, 65, 65, 2, 2, scale=-0.5)
