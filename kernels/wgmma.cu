@@ -140,7 +140,10 @@ struct tile_cfg {
     static constexpr uint32_t KV_BYTES = BN * D * 2;  // one K or V block
     // Persistent: two Q buffers where shared memory allows, so that the next
     // tile's Q loads while this tile's last blocks still read the other one.
-    static constexpr size_t SMEM_1Q = Q_BYTES + 2 * STAGES * KV_BYTES + (4 + 4 * STAGES) * 8 + ATOM_BYTES;
+    // Static shared memory: sink_rows's slots (8 bytes per consumer thread).
+    static constexpr size_t SMEM_STATIC = SINK ? NC * 128 * 8 : 8;
+    static constexpr size_t SMEM_1Q =
+        Q_BYTES + 2 * STAGES * KV_BYTES + (4 + 4 * STAGES) * 8 + ATOM_BYTES + SMEM_STATIC;
     static constexpr int QBUF = (PERSIST && SMEM_1Q + Q_BYTES <= 227 * 1024) ? 2 : 1;
     // O stored by TMA from the warpgroup's own rows of the tile's Q buffer, which
     // then goes back to the producer only once the store has read it: with two Q
@@ -160,9 +163,9 @@ struct tile_cfg {
     static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "wgmma N and TMA box limits");
     static_assert(BM <= 256, "TMA box limit");
     static_assert(STAGES >= 2, "at least one K/V block in flight");
-    static_assert(SMEM <= 227 * 1024, "fits an sm_90 block's shared memory");
+    static_assert(SMEM + SMEM_STATIC <= 227 * 1024, "fits an sm_90 block's shared memory (dynamic + static)");
     // 228 KB per SM, 1 KB of it reserved per resident CTA.
-    static_assert(MIN_BLOCKS * (SMEM + 1024) <= 228 * 1024, "MIN_BLOCKS CTAs fit an SM");
+    static_assert(MIN_BLOCKS * (SMEM + SMEM_STATIC + 1024) <= 228 * 1024, "MIN_BLOCKS CTAs fit an SM");
 };
 
 struct kparams {
@@ -654,7 +657,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
 
     // ---- consumers ----
     regs_inc<C::CONSUMER_REGS>();
-    __shared__ float2 sink_slots[C::SINK ? NC * 128 : 1];  // written by sink_rows, never read
+    __shared__ float2 sink_slots[C::SMEM_STATIC / 8];  // written by sink_rows, never read
     const uint32_t sink = smem_u32(sink_slots);
     // Consumer warpgroup: query rows cw*64 .. cw*64+63 of the tile.  Broadcast
     // from lane 0, so that ptxas knows it is warp-uniform and keeps what derives
