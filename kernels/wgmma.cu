@@ -58,7 +58,7 @@
 // tile's first S GEMM, that S GEMM issued without a ping-pong turn, and two
 // co-resident causal CTAs paired heavy with light, and one flat loop over all
 // of a CTA's key blocks across its tiles (sixth session: 1% faster to 5%
-// slower); none gained where `auto` would use it.
+// slower), and five-stage K/V rings; none gained where `auto` would use it.
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
