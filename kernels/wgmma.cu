@@ -968,21 +968,32 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
                 p.lse[we.b * p.lse_sb + we.h * p.lse_sh + row] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
         }
+        const int wrow = cw * WG_ROWS + wq * 16;  // this warp's first row in the tile
+        // Chunk c (16 bytes) of tile row r of a [CB][BM][64] buffer: column block c/8,
+        // chunk (c%8) ^ (r%8) of its 128-byte row.  That is the 128B swizzle of a TMA
+        // box, and the 8 rows of one store land in 8 distinct bank groups.
+        auto staged = [&](unsigned char *buf, int r, int c) {
+            return buf + (c / 8) * BM * ROW_BYTES + r * ROW_BYTES + (((c % 8) ^ (r & 7)) << 4);
+        };
+        // This thread's two rows of normalized O, staged in `buf` as its rows
+        // row0 + g and row0 + g + 8 (row0: the warp's first).
+        auto stage_o = [&](unsigned char *buf, int row0) {
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                const int r = row0 + g + 8 * hf;
+#pragma unroll
+                for (int dt = 0; dt < D / 8; ++dt)
+                    *reinterpret_cast<uint32_t *>(staged(buf, r, dt) + 4 * t) =
+                        pack2<T>(o[4 * dt + 2 * hf] * inv[hf], o[4 * dt + 2 * hf + 1] * inv[hf]);
+            }
+        };
         if constexpr (C::TMA_O) {
-            // Into this warpgroup's rows of its Q buffer (all its GEMMs are complete)
-            // in the 128B-swizzled layout of a TMA box of 64 rows, then one bulk
-            // store per column block; rows past Sq are out of the map and not written.
+            // Into this warpgroup's rows of its Q buffer (all its GEMMs are complete),
+            // then one bulk store per column block of a 64-row box; rows past Sq are
+            // out of the map and not written.  The swizzle only sees a row mod 8, so
+            // the warpgroup's rows stage from their own first row.
             if (wg_row0 < p.Sq) {
-                unsigned char *const rows = q_tile + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES;
-#pragma unroll
-                for (int hf = 0; hf < 2; ++hf) {
-                    const int r = wq * 16 + g + 8 * hf;  // row in the warpgroup's 64
-#pragma unroll
-                    for (int dt = 0; dt < D / 8; ++dt)
-                        *reinterpret_cast<uint32_t *>(rows + (dt / 8) * BM * ROW_BYTES + r * ROW_BYTES +
-                                                      (((dt % 8) ^ (r & 7)) << 4) + 4 * t) =
-                            pack2<T>(o[4 * dt + 2 * hf] * inv[hf], o[4 * dt + 2 * hf + 1] * inv[hf]);
-                }
+                stage_o(q_tile + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES, wq * 16);
                 fence_proxy_async();
                 warpgroup_bar(1 + cw);
                 if ((threadIdx.x & 127) == 0) {
@@ -1011,20 +1022,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // Stage this warpgroup's rows in its Q rows, then 16-byte stores.
             // All four warps' GEMMs (the last readers of these Q rows) are complete.
             warpgroup_bar(1 + cw);
-            const int wrow = cw * WG_ROWS + wq * 16;  // this warp's first row in the tile
-            // Staged chunk c of tile row r: column block c/8, chunk (c%8) ^ (r%8) of its
-            // 128-byte row, so the 8 rows of one store land in 8 distinct bank groups.
-            auto staged = [&](int r, int c) {
-                return q_tile + (c / 8) * BM * ROW_BYTES + r * ROW_BYTES + (((c % 8) ^ (r & 7)) << 4);
-            };
-#pragma unroll
-            for (int hf = 0; hf < 2; ++hf) {
-                const int r = wrow + g + 8 * hf;
-#pragma unroll
-                for (int dt = 0; dt < D / 8; ++dt)
-                    *reinterpret_cast<uint32_t *>(staged(r, dt) + 4 * t) =
-                        pack2<T>(o[4 * dt + 2 * hf] * inv[hf], o[4 * dt + 2 * hf + 1] * inv[hf]);
-            }
+            stage_o(q_tile, wrow);
             __syncwarp();  // each warp reads back only the 16 rows it wrote
             constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
 #pragma unroll
@@ -1033,7 +1031,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 const int r = wrow + idx / CHUNKS, c = idx % CHUNKS;
                 if (we.m0 + r < p.Sq)
                     *reinterpret_cast<uint4 *>(og + (int64_t)(we.m0 + r) * p.os[2] + c * 8) =
-                        *reinterpret_cast<const uint4 *>(staged(r, c));
+                        *reinterpret_cast<const uint4 *>(staged(q_tile, r, c));
             }
         }
         rank = work_rank((C::PERSIST ? rank_again() / (int)gridDim.x : 0) + 1);
