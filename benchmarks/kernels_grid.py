@@ -1,6 +1,7 @@
 """attnbench's kernels and the SDPA backends side by side on the H200 grid of shared/ANCHORS.md.
 
-    python benchmarks/kernels_grid.py [--part long|short|all] [--dtypes fp16,bf16] [--out grid.json]
+    python benchmarks/kernels_grid.py [--part long|short|all] [--dtypes fp16,bf16] [--causal both|yes|no]
+                                      [--out grid.json]
 
 For each case every kernel that supports it and every backend are timed in ONE call of the C timer
 (cold: L2 flushed before each call; samples taken round-robin), so ratios are side by side.
@@ -75,6 +76,7 @@ def main():
     ap.add_argument("--dtypes", default="fp16,bf16")
     ap.add_argument("--kernels", default=",".join(k["name"] for k in attnbench.kernels() if k["name"] != "naive"),
                     help="comma-separated impl or impl@config names")
+    ap.add_argument("--causal", default="both", choices=("both", "yes", "no"), help="which masks to time")
     ap.add_argument("--max-seconds", type=float, default=0.8)
     ap.add_argument("--floor", action="store_true", help="also time floor:launch and floor:copy_o (floor_calls)")
     ap.add_argument("--out", default=None)
@@ -86,7 +88,7 @@ def main():
     with torch.cuda.stream(stream):
         for dt in a.dtypes.split(","):
             for shape in shapes:
-                for causal in (False, True):
+                for causal in {"both": (False, True), "yes": (True,), "no": (False,)}[a.causal]:
                     r = one_case(shape, sdpa.DTYPES[dt], causal, kernels, stream, a.max_seconds, a.floor)
                     rows.append(r)
                     tf = r["tflops"]

@@ -3,8 +3,9 @@
     python benchmarks/sched_sim.py [--case 16x16x1024x64] [--bm 128 --bn 128] [--fixed 2.0] [--sms 132]
 
 A prediction tool, not a measurement: it plans an order before a device run (NOTES.md quotes its figures
-as predictions).  It replays the kernel's static orders (kernels/wgmma.cu, work_rank and decode: the
-non-causal order with pick_rotation's rotation, the causal snake) and candidate orders, on a cost model:
+as predictions).  It replays the kernel's orders (kernels/wgmma.cu, next_rank and decode: the static
+non-causal order with pick_rotation's rotation, the causal two_phase order handed out dynamically, and the
+causal snake it replaced) and candidate orders, on a cost model:
 a tile costs its key blocks (a head's last, partial query block counts its share of working consumers when
 non-causal) plus `fixed` block-times (the fifth session measured about two per tile).  Per order it prints
 
@@ -13,13 +14,15 @@ non-causal) plus `fixed` block-times (the fifth session measured about two per t
   K/V MB   that many heads' K and V, against the H200's 50 MB of L2
 
 Orders:
-  static    the kernel's order today (rotated round robin non-causal, snake causal)
+  static    the kernel's static orders (rotated round robin: non-causal today; snake: causal before the
+            seventh session, SCHED_STATIC in experiment builds)
   dynamic   the kernel's rank order handed out to whichever CTA frees first (an atomic counter)
   head_lpt  causal only: tiles grouped by head, heaviest first within the group, groups handed out whole
             to whichever CTA frees first, so that one head's query blocks run side by side
   two_phase causal only: the heaviest --heavy-frac of the tiles head-major (heaviest first within a
             head), then the rest heaviest first, all handed out to whichever CTA frees first: the heads
-            stay together while tiles are long, and the light tail balances the finish
+            stay together while tiles are long, and the light tail balances the finish (the kernel's
+            causal order since the seventh session, at HEAVY_PCT = 70%)
 """
 import argparse
 import heapq

@@ -21,7 +21,8 @@
 // The schedules (tile_cfg): OVERLAP keeps the next S GEMM and this P V in
 // flight during the softmax (SINK keeps ptxas from undoing that: sink_rows); PP makes the consumers issue their GEMMs by turns
 // on named barriers (one's softmax under the others' GEMMs); PERSIST runs one
-// CTA per SM over a static tile list (heaviest first, snake order when causal)
+// CTA per SM over the tiles (causal: handed out by an atomic counter, a
+// head-major heavy share first; else a static rotated round robin)
 // with the next tile's Q (double-buffered where shared memory allows) and K/V
 // loading under this tile, and O stored from registers or (TMA_O) by a bulk
 // tensor store from the tile's Q buffer.
@@ -47,8 +48,7 @@
 // runs every config on tails, Sq != Sk and GQA) and compute-sanitizer's four
 // tools (benchmarks/sanitize.sh, sanitize_cases.py with impl@config names).
 //
-// Not yet (benchmarks/NOTES.md): a dynamic (atomic) tile scheduler.  Tried
-// and dropped after side-by-side timings (NOTES.md, third
+// Tried and dropped after side-by-side timings (NOTES.md, third
 // to fifth sessions): a tile's first S GEMM issued in the previous tile's
 // last slot (twice), split row-max chains, the next Q prefetched into L2,
 // causal tiles ordered in L2-sized head groups, 64-key blocks at D = 64, a
@@ -74,6 +74,7 @@
 #include <cuda.h>  // CUtensorMap and the encode function's types only: no libcuda link
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <algorithm>
 #include <stdlib.h>  // calloc for pick_rotation
 
 #include "common.cuh"
@@ -103,8 +104,8 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //   OVERLAP  the next S GEMM and this block's P V in flight during the softmax
 //   PP       ping-pong: the consumers issue their GEMMs by turns (round robin
 //            on named barriers), so one's softmax runs under the others' GEMMs
-//   PERSIST  one CTA per SM walks a static list of tiles (heaviest first,
-//            snake order when causal); Q of the next tile loads as soon as the
+//   PERSIST  one CTA per SM walks the tiles (next_rank: causal ones handed out
+//            dynamically, heavy share head-major); Q of the next tile loads as soon as the
 //            last S GEMM of this one is done, K/V stream on across tiles, and
 //            O is stored from registers so Q's buffer is free at once
 //   TMA_O    (PERSIST with two Q buffers) O goes through this warpgroup's rows of
@@ -177,11 +178,29 @@ struct kparams {
     int n_mblocks;
     int bh_count;      // B * Hq
     int n_work;        // n_mblocks * bh_count tiles
-    int rot;           // non-causal persistent order: round i is rotated by i * rot CTAs (pick_rotation)
+    int rot;           // static non-causal order: round i is rotated by i * rot CTAs (pick_rotation)
+    int n_heavy;       // causal rank order: each head's n_heavy heaviest query blocks come first, head-major
+    int ticket;        // persistent: this launch's counter in tickets[] and rows of mailboxes[]
+    int dynamic;       // persistent: ranks drawn from the counter (else the static order)
     float scale_log2;  // |scale| * log2(e): scores go straight into ex2
     int negate_q;      // scale < 0: Q is negated in shared memory once
     int causal;
 };
+
+// Per persistent launch in flight (kparams::ticket): the dynamic schedule's
+// tile counter, zero when the module loads and left at zero by each launch
+// (next_rank), and each CTA's mailbox, through which its producer hands tile
+// ranks to its consumers.  In global memory, not shared: the hand-off is
+// ordered by the q_full mbarrier, which compute-sanitizer's racecheck does not
+// follow for shared memory (it flagged every rank slot there, though the
+// producer rewrites a slot only RANK_SLOTS tiles later); racecheck checks
+// shared memory only, and a global load per tile costs about as much as a
+// shared one next to the tile's work.  Launches take tickets round
+// robin (next_ticket), so two launches share one only N_TICKETS launches apart,
+// and one at a time unless those launches run concurrently on different streams.
+constexpr int N_TICKETS = 256, MAX_CTAS = 256, RANK_SLOTS = 4;
+__device__ int tickets[N_TICKETS];
+__device__ int mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
 
 #if AB_WGMMA_DEVICE
 
@@ -224,6 +243,20 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
 __device__ __forceinline__ void mbar_arrive(uint32_t bar)
 {
     asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+
+// Weak global accesses kept in place and in order (volatile asm): the
+// mailbox's ordering comes from the mbarriers around them.
+__device__ __forceinline__ void st_global_s32(int *addr, int v)
+{
+    asm volatile("st.global.b32 [%0], %1;\n" ::"l"(addr), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ int ld_global_s32(const int *addr)
+{
+    int v;
+    asm volatile("ld.global.b32 %0, [%1];\n" : "=r"(v) : "l"(addr) : "memory");
+    return v;
 }
 
 // Spin until the phase of parity `parity` has completed.
@@ -554,36 +587,56 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     const uint32_t bar_q_full = base + C::BAR_OFF, bar_q_empty = bar_q_full + 8 * C::QBUF;
     const uint32_t bar_full_k = bar_q_empty + 8 * C::QBUF, bar_full_v = bar_full_k + 8 * STAGES;
     const uint32_t bar_empty_k = bar_full_v + 8 * STAGES, bar_empty_v = bar_empty_k + 8 * STAGES;
+    // This CTA's mailbox: tile i's rank in slot i % RANK_SLOTS (persistent only).
+    int *const mailbox = C::PERSIST ? mailboxes[p.ticket][blockIdx.x] : nullptr;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
 
-    // The work list.  Tiles are ranked heaviest first when causal (the last
-    // query blocks see the most keys), so the light ones fill the tail;
-    // otherwise consecutive ranks share a head, so that its K/V stay in L2
-    // while they stream it.  Without PERSIST, CTA x takes rank x.  With PERSIST,
-    // CTA x takes one rank per round of G = gridDim.x: i G + G-1-x in odd
-    // rounds when causal (snake order: a CTA that got a heavy tile in one round
-    // gets a light one in the next), else i G + (x + i rot) mod G.  The
-    // rotation matters when BM does not divide Sq and G is a multiple of
-    // n_mblocks (132 SMs, BM = 192, Sq = 1024 or 2048): unrotated, CTA x always
-    // gets query block x mod n_mblocks, so a sixth of the CTAs do every light
-    // last block and the rest only full ones (pick_rotation).
-    auto work_rank = [&](int i) -> int {
-        if constexpr (!C::PERSIST) {
-            return i == 0 ? (int)blockIdx.x : -1;
+    // The work list.  Causal ranks start with every head's n_heavy heaviest
+    // query blocks, head by head (heaviest first within a head: the CTAs that
+    // share a head stream its K/V at about the same time, so they stay in L2),
+    // then the other blocks heaviest first across heads, so the light ones fill
+    // the tail (n_heavy = 0: all of them that way).  Non-causal ranks are
+    // head-major.  Without PERSIST, CTA x takes rank x.  With PERSIST, CTA x
+    // takes rank x first; then, with a ticket, the next unclaimed rank (one
+    // atomic per tile: whichever CTA frees first takes the next tile), else
+    // one rank per round of G = gridDim.x: i G + G-1-x in odd rounds when
+    // causal (snake order), else i G + (x + i rot) mod G.  The rotation matters
+    // when BM does not divide Sq and G is a multiple of n_mblocks (132 SMs,
+    // BM = 192, Sq = 1024 or 2048): unrotated, CTA x always gets query block x
+    // mod n_mblocks, so a sixth of the CTAs do every light last block and the
+    // rest only full ones (pick_rotation).  Only the producer computes ranks;
+    // it hands them to the consumers through the CTA's mailbox.
+    auto next_rank = [&](int i) -> int {
+        const int G = (int)gridDim.x, x = (int)blockIdx.x;
+        int r;
+        if (p.dynamic) {
+            // Every CTA draws until it gets a rank past the end: n_work draws in
+            // all (n_work - G ranks, then G misses), so the draw that returns
+            // n_work - 1 is the launch's last, and it zeroes the counter for
+            // the next launch (stream order: that one starts after this one ends).
+            int *const counter = &tickets[p.ticket];
+            const int t = atomicAdd(counter, 1);
+            if (t == p.n_work - 1) atomicExch(counter, 0);
+            r = G + t;
         } else {
             // 32-bit: the host keeps n_work + gridDim.x below 2^31 and rot <= 3.
-            const int G = (int)gridDim.x, x = (int)blockIdx.x;
-            const int r = i * G + (p.causal ? ((i & 1) ? G - 1 - x : x) : (x + i * p.rot) % G);
-            return r < p.n_work ? r : -1;
+            r = i * G + (p.causal ? ((i & 1) ? G - 1 - x : x) : (x + i * p.rot) % G);
         }
+        return r < p.n_work ? r : -1;
     };
     auto decode = [&](int rank) {
         work_tile w;
         int mb, bh;
         if (p.causal) {
-            mb = p.n_mblocks - 1 - rank / p.bh_count;
-            bh = rank % p.bh_count;
+            const int n_first = p.n_heavy * p.bh_count;
+            if (rank < n_first) {
+                bh = rank / p.n_heavy;
+                mb = p.n_mblocks - 1 - rank % p.n_heavy;
+            } else {
+                mb = p.n_mblocks - p.n_heavy - 1 - (rank - n_first) / p.bh_count;
+                bh = (rank - n_first) % p.bh_count;
+            }
         } else {
             mb = rank % p.n_mblocks;
             bh = rank / p.n_mblocks;
@@ -618,13 +671,22 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         regs_dec<C::PRODUCER_REGS>();
         if (tid == 0) {
             int it = 0;  // K/V blocks issued so far: ring slot it % STAGES, round it / STAGES
+            int rank = (int)blockIdx.x;  // the grid has at most n_work CTAs
             for (int i = 0;; ++i) {
-                const int rank = work_rank(i);
-                if (rank < 0) break;
-                const work_tile w = decode(rank);
-                // Tile i's Q goes to buffer i % QBUF, once tile i - QBUF is done with it.
+                // Tile i's Q goes to buffer i % QBUF, once tile i - QBUF is done with it;
+                // its rank goes to mailbox slot i % RANK_SLOTS first, and the q_full
+                // arrival (release) publishes both.  The producer runs at most QBUF <= 2
+                // tiles ahead, so a slot is rewritten only after its tile's consumers
+                // have read it.  Past the last tile the consumers find -1 there, in a
+                // q_full phase of no bytes.
                 const int qb = i % C::QBUF;
                 if (i >= C::QBUF) mbar_wait(bar_q_empty + 8 * qb, (uint32_t)(((i / C::QBUF) - 1) & 1));
+                if constexpr (C::PERSIST) st_global_s32(mailbox + i % RANK_SLOTS, rank);
+                if (rank < 0) {
+                    mbar_arrive(bar_q_full + 8 * qb);
+                    break;
+                }
+                const work_tile w = decode(rank);
                 mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
 #pragma unroll
                 for (int cb = 0; cb < CB; ++cb)
@@ -650,6 +712,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                         tma_load_4d(vdst + cb * BN * ROW_BYTES, &tm_v, cb * COL_BLOCK, j * BN, w.kvh, w.b,
                                     bar_full_v + 8 * s);
                 }
+                if constexpr (!C::PERSIST) break;
+                // Drawn once this tile's last K/V block is issued (a few blocks
+                // before its consumers finish), so a dynamic draw goes to a CTA
+                // about to be free; the atomic's latency hides under the ring.
+                rank = next_rank(i + 1);
             }
         }
         return;
@@ -713,48 +780,48 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     // Ping-pong: each issue slot (S_0; S_j with P_{j-1} V_{j-1}; the last P V)
     // waits on this warpgroup's turn barrier, which the previous warpgroup
     // arrives at after its own slot.  Every consumer runs the same tiles, so
-    // the same number of slots: the last consumer lets consumer 0 go first
-    // and skips its very last arrival, so every barrier phase completes.
+    // the same number of slots: the last consumer lets consumer 0 go first,
+    // and consumer 0 takes one more turn after its last tile, so that every
+    // barrier phase completes (the consumers need not know which tile is the
+    // last one before they reach it).
     // The barrier ids come from the warp index at each use (S2R is cheap):
     // holding them would cost two registers across the main loop.
     auto my_cw = [&]() { return (int)(threadIdx.x >> 7) - 1; };
     auto take_turn = [&]() {
         if constexpr (C::PINGPONG) pair_bar_sync(C::PP_BAR0 + my_cw());
     };
-    auto pass_turn = [&](bool final_slot) {
+    auto pass_turn = [&]() {
         if constexpr (C::PINGPONG) {
             const int c = my_cw();
-            if (!(final_slot && c == NC - 1)) pair_bar_arrive(C::PP_BAR0 + (c == NC - 1 ? 0 : c + 1));
+            pair_bar_arrive(C::PP_BAR0 + (c == NC - 1 ? 0 : c + 1));
         }
     };
     if constexpr (C::PINGPONG)
         if (cw == NC - 1) pair_bar_arrive(C::PP_BAR0);
 
     int it = 0;  // ring position of this tile's first K/V block
-    // Only the rank and `it` are carried from tile to tile: the round i is rank / G.
-    for (int rank = work_rank(0); rank >= 0;) {
-        const int i = C::PERSIST ? rank / (int)gridDim.x : 0;
+    // Only the tile count i and `it` are carried from tile to tile.
+    for (int i = 0;; ++i) {
+        const int qb = i % C::QBUF;
+        mbar_wait(bar_q_full + 8 * qb, (uint32_t)((i / C::QBUF) & 1));
+        // Read once, after the q_full wait that orders it after the producer's store.
+        const int rank = C::PERSIST ? ld_global_s32(mailbox + i % RANK_SLOTS) : (int)blockIdx.x;
+        if (rank < 0) break;
         // Registers are the tight resource here (three consumers: 160 each), so
         // the tile's scalars are decoded twice: here for the main loop, and after
         // it from an opaque copy of the rank (so that the compiler cannot keep
         // the first decode alive across the loop instead).
-        const work_tile w = decode(rank);
         auto rank_again = [&]() {
             int r;
             asm volatile("mov.b32 %0, %1;\n" : "=r"(r) : "r"(rank));
             return r;
         };
+        const work_tile w = decode(rank);
         auto tile_again = [&]() { return decode(rank_again()); };
-        // Whether this is the CTA's last tile (its last issue slot skips a turn arrival).
-        auto is_last_work = [&]() {
-            return work_rank((C::PERSIST ? rank_again() / (int)gridDim.x : 0) + 1) < 0;
-        };
         const int wg_row0 = w.m0 + cw * WG_ROWS;
         const int row_lo = wg_row0 + wq * 16 + g;  // this thread's rows: row_lo and row_lo + 8
 
-        const int qb = i % C::QBUF;
         const uint64_t dq = smem_desc(sQ + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES, 16);
-        mbar_wait(bar_q_full + 8 * qb, (uint32_t)((i / C::QBUF) & 1));
         if (p.negate_q) {
             // scale < 0: softmax(scale * Q K^T) = softmax(|scale| * (-Q) K^T); negating
             // fp16/bf16 is exact (a sign-bit flip).  Each warpgroup flips its own rows.
@@ -843,11 +910,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
           auto idle_slots = [&](int first, bool first_taken) {
               settle_q();
               const int n_kv = tile_again().n_kv;
-              const bool last_work = is_last_work();
               for (int j = first; j <= n_kv; ++j) {
                   if (j > first || !first_taken) {
                       take_turn();
-                      pass_turn(last_work && j == n_kv);
+                      pass_turn();
                   }
                   if (j < n_kv) {
                       const int is = it + j;
@@ -859,16 +925,14 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               }
           };
           // Slots 0 .. n of this warpgroup's first n >= 1 blocks of the tile: S_0;
-          // S_j with P_{j-1} V_{j-1} for j = 1 .. n-1; the last P V.  final_turn()
-          // says whether that last slot is the CTA's final one (its turn arrival
-          // is skipped); it runs after the loop, when registers are free.
-          auto run_blocks = [&](const int n, auto final_turn) {
+          // S_j with P_{j-1} V_{j-1} for j = 1 .. n-1; the last P V.
+          auto run_blocks = [&](const int n) {
               mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
               take_turn();
               wgmma_fence();
               issue_s<T, C>(sc, dq, desc_k(it));
               wgmma_commit();
-              pass_turn(false);
+              pass_turn();
               wgmma_wait<0>();
               fence_regs(sc);
               release_k(it);
@@ -892,7 +956,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   wgmma_commit();
                   issue_pv<T, C>(o, pf, dv);
                   wgmma_commit();
-                  pass_turn(false);
+                  pass_turn();
                   wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
                   fence_regs(sc);
                   release_k(ik);
@@ -910,7 +974,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   if (moved) rescale_o<D>(o, alpha);
                   pack_p<T, BN>(sc, pf);
               }
-              const bool final_slot = final_turn();
               const int il = it + n - 1;
               mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
               const uint64_t dv = desc_v(il);
@@ -920,7 +983,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               wgmma_fence();
               issue_pv<T, C>(o, pf, dv);
               wgmma_commit();
-              pass_turn(final_slot);
+              pass_turn();
               wgmma_wait<0>();
               fence_regs(o);
               release_v(il);
@@ -931,7 +994,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // does not divide Sq: 1024 = 5 x 192 + 64) only passes its turns:
             // 16x16x1024x64 with three consumers went from 386 to 395 TFLOP/s.
             if (wg_row0 < p.Sq) {
-                run_blocks(w.n_kv, [&]() { return is_last_work(); });
+                run_blocks(w.n_kv);
             } else {
                 release_q(qb, true);  // no S GEMM of this warpgroup reads Q, nor does it store O
                 idle_slots(0, false);
@@ -945,7 +1008,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             const int own_end = p.causal ? min(p.Sk, min(wg_row0 + WG_ROWS, p.Sq)) : p.Sk;
             const int n_own = wg_row0 < p.Sq ? min(w.n_kv, ceil_div(own_end, BN)) : 0;
             if (n_own > 0)
-                run_blocks(n_own, [&]() { return is_last_work() && n_own == tile_again().n_kv; });
+                run_blocks(n_own);
             else
                 release_q(qb, true);  // no S GEMM of this warpgroup reads Q, nor does it store O
             idle_slots(n_own, n_own > 0);
@@ -1034,8 +1097,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                         *reinterpret_cast<const uint4 *>(staged(q_tile, r, c));
             }
         }
-        rank = work_rank((C::PERSIST ? rank_again() / (int)gridDim.x : 0) + 1);
+        if constexpr (!C::PERSIST) break;
     }
+    if constexpr (C::PINGPONG)
+        if (cw == 0) take_turn();  // the last consumer's arrival after its final slot
     // The last bulk store must be done with shared memory before the CTA exits.
     if constexpr (C::TMA_O)
         if (q_owed != 0 && (threadIdx.x & 127) == 0) bulk_wait();
@@ -1159,9 +1224,41 @@ static int pick_rotation(int n_mblocks, int bh, int G, int n_work, double light)
     return best;
 }
 
+// The causal rank order's head-major share (kparams::n_heavy, next_rank): the
+// query blocks whose key extent is at least that of the block at the
+// (1 - heavy_pct/100) quantile, counted per head.  benchmarks/sched_sim.py's
+// two_phase order is the same list: at 70% it keeps the balance of handing
+// out the plain heaviest-first order dynamically (16x16x1024, 128-row tiles:
+// 1.011) with 2.6x fewer heads in flight (51 against 131).
+static int heavy_blocks(int n_mblocks, int bm, int bn, int Sq, int Sk, int heavy_pct)
+{
+    if (heavy_pct <= 0) return 0;
+    auto cost = [&](int mb) { return ceil_div(std::min(Sk, std::min((mb + 1) * bm, Sq)), bn); };
+    int k = (int)((long long)n_mblocks * (100 - heavy_pct) / 100);
+    if (k > n_mblocks - 1) k = n_mblocks - 1;
+    const int thr = cost(k);
+    int first = k;  // costs rise with mb: the heavy blocks are first .. n_mblocks - 1
+    while (first > 0 && cost(first - 1) >= thr) --first;
+    return n_mblocks - first;
+}
+
+// This launch's counter for the dynamic schedule, round robin over tickets[].
+static int next_ticket()
+{
+    static unsigned counter = 0;
+    return (int)(__atomic_fetch_add(&counter, 1u, __ATOMIC_RELAXED) % (unsigned)N_TICKETS);
+}
+
 // Host-side schedule switches, for side-by-side timing of a schedule against
 // its absence (AB_WGMMA_EXPERIMENTS builds only): the kernel is the same.
-enum { SCHED_ALL = 0, SCHED_NO_ROT = 1 };
+//   SCHED_NO_ROT     static non-causal order without pick_rotation
+//   SCHED_STATIC     causal: the static snake order over heaviest-first ranks
+//   SCHED_DYN_NC     non-causal: dynamic hand-out of the head-major ranks
+//   sched_heavy(p)   causal: the head-major share p% (default HEAVY_PCT)
+enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4 };
+constexpr int HEAVY_PCT = 70;
+constexpr int sched_heavy(int pct) { return (pct + 1) << 8; }
+constexpr int sched_heavy_pct(int sched) { return (sched >> 8) ? (sched >> 8) - 1 : HEAVY_PCT; }
 
 template <typename T, typename C, int SCHED = SCHED_ALL>
 static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
@@ -1191,11 +1288,24 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.n_work = (int)work;
     long long grid = work;
     p.rot = 0;
+    p.n_heavy = 0;
+    p.ticket = 0;
+    p.dynamic = 0;
     if (C::PERSIST) {
         int sms = 0;
         if (sm_count(&sms, err) != 0) return -1;
+        if (sms > MAX_CTAS) sms = MAX_CTAS;  // one mailbox row per CTA
         if (grid > sms) grid = sms;
-        if (!a->causal && !(SCHED & SCHED_NO_ROT)) {
+        p.ticket = next_ticket();
+        // Causal tiles differ in cost up to n_mblocks-fold: handed out as CTAs
+        // free up, the finish balances without a static order's snake, and the
+        // head-major share keeps fewer heads' K/V in flight (NOTES.md, seventh session).
+        if (a->causal && !(SCHED & SCHED_STATIC)) {
+            p.n_heavy = heavy_blocks(p.n_mblocks, C::BM, C::BN, a->Sq, a->Sk, sched_heavy_pct(SCHED));
+            p.dynamic = 1;
+        }
+        if (!a->causal && (SCHED & SCHED_DYN_NC)) p.dynamic = 1;
+        if (!a->causal && !(SCHED & (SCHED_NO_ROT | SCHED_DYN_NC))) {
             const int last_rows = a->Sq - (p.n_mblocks - 1) * C::BM;  // rows of a head's last query block
             const double light = (double)ceil_div(last_rows, WG_ROWS) / C::NC;
             p.rot = pick_rotation(p.n_mblocks, p.bh_count, (int)grid, p.n_work, light);
@@ -1241,7 +1351,7 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*    (D=64: 192x128 s4; D=128: 192x64 s3, as 160 registers per consumer thread leave no room */             \
     /*    for a 128-key S) */                                                                                    \
     X("m192_pp", 3, 128, 4, 64, 3, true, true, false, false, true, false)                                        \
-    /* 4-6: persistent: one CTA per SM over a static tile list, next Q (double-buffered where shared */          \
+    /* 4-6: persistent: one CTA per SM over the tiles (next_rank), next Q (double-buffered where shared */          \
     /*    memory allows) and K/V loading under this tile.  m128: D=64 128x128 s4, D=128 128x128 s2 */            \
     X("m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false, true, false)                                \
     /*    176-key blocks: fewer softmax rounds and barriers per key (88 S registers; 208 KB at D=128) */         \
@@ -1265,7 +1375,22 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 // the list above with a host-side schedule switched off, timed side by side.
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)                                                                  \
     X("m128_pp_persist_norot", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_NO_ROT) \
-    X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, false, SCHED_NO_ROT)
+    X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, false, SCHED_NO_ROT) \
+    X("m128_pp_persist_static", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_STATIC) \
+    X("m128_pp_persist_h0", 2, 128, 4, 128, 2, true, true, true, false, true, false, sched_heavy(0)) \
+    X("m128_pp_persist_h50", 2, 128, 4, 128, 2, true, true, true, false, true, false, sched_heavy(50)) \
+    X("m128_pp_persist_h85", 2, 128, 4, 128, 2, true, true, true, false, true, false, sched_heavy(85)) \
+    X("m128_pp_persist_dync", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_DYN_NC) \
+    X("m128_pp_persist_tmao_static", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_STATIC) \
+    X("m128_pp_persist_tmao_h0", 2, 128, 4, 128, 2, true, true, true, false, true, true, sched_heavy(0)) \
+    X("m128_pp_persist_tmao_h50", 2, 128, 4, 128, 2, true, true, true, false, true, true, sched_heavy(50)) \
+    X("m128_pp_persist_tmao_h85", 2, 128, 4, 128, 2, true, true, true, false, true, true, sched_heavy(85)) \
+    X("m128_pp_persist_tmao_dync", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_DYN_NC) \
+    X("m192_pp_persist_tmao_static", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_STATIC) \
+    X("m192_pp_persist_tmao_h0", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(0)) \
+    X("m192_pp_persist_tmao_h50", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(50)) \
+    X("m192_pp_persist_tmao_h85", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(85)) \
+    X("m192_pp_persist_tmao_dync", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_DYN_NC)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #endif
@@ -1283,21 +1408,18 @@ static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGM
 #undef AB_WGMMA_FN
 
 // "auto": the config that measured fastest for the case's class, side by side
-// on an H200 (benchmarks/NOTES.md, "Kernels II", sixth session, run 31; TFLOP/s,
-// bf16, against SDPA's cuDNN backend in the same call):
+// on an H200 (benchmarks/NOTES.md, "Kernels II", seventh session, run 35;
+// TFLOP/s, bf16 unless said, against SDPA's cuDNN backend in the same call):
 //   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
 //     m64_ov, twice the CTAs (third session, run 14: 1x8x512x64 53.8 against 47)
-//   D=64, non-causal: m192_pp_persist_tmao (16x16x1024: 436 against 424;
-//     2x16x8192: 522 against 476)
-//   D=64, causal, Sk <= 1024: m128_pp_persist (16x16x1024: 284 against 316;
-//     its TMA_O twin 280, m192_pp_persist_tmao 277)
-//   D=64, causal, longer: m192_pp_persist_tmao (8x16x2048: 386 against 377;
-//     2x16x8192: 500 against 423)
-//   D=128, non-causal: m128_pp_persist_tmao (8x16x2048: 621 against 621;
-//     2x16x8192: 654 against 635; 1x16x16384: 666 against 629)
-//   D=128, causal: Sk <= 2048 m192_pp_persist_tmao (8x16x2048: 492 against
-//     479), longer m128_pp_persist_tmao (2x16x8192: 620 against 528;
-//     1x16x16384: 652 against 552)
+//   D=64: m192_pp_persist_tmao (non-causal 16x16x1024: 437 against 429,
+//     m128_pp_persist_tmao 380; 2x16x8192: 507 against 487; causal 16x16x1024:
+//     305 against 319, the m128 configs 304-307, level within the noise;
+//     8x16x2048: 400 against 375, m128_pp_persist_tmao 362)
+//   D=128: m128_pp_persist_tmao (non-causal 8x16x2048: 635 against 624,
+//     m192_pp_persist_tmao 612; 1x16x16384: 682 against 650; fp16 the same
+//     order; causal 8x16x2048: 551 against 474, m192_pp_persist_tmao 519;
+//     1x16x16384: 652 against 547)
 enum {
     CFG_PLAIN = 1,
     CFG_M64 = 2,
@@ -1318,7 +1440,6 @@ constexpr bool same_name(const char *a, const char *b)
     return *a == *b && (*a == '\0' || same_name(a + 1, b + 1));
 }
 static_assert(same_name(wgmma_config_names[CFG_M64], "m64_ov") &&
-                  same_name(wgmma_config_names[CFG_M128_PERSIST], "m128_pp_persist") &&
                   same_name(wgmma_config_names[CFG_M128_PERSIST_TMAO], "m128_pp_persist_tmao") &&
                   same_name(wgmma_config_names[CFG_M192_PERSIST_TMAO], "m192_pp_persist_tmao"),
               "auto_config's CFG_ indices and AB_WGMMA_CONFIGS disagree");
@@ -1330,12 +1451,7 @@ static int auto_config(const ab_attn_args *a)
     if (sm_count(&sms, &ignored) != 0) sms = 132;
     const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
     if (tiles128 < sms) return CFG_M64;
-    if (a->D == 64) {
-        if (a->causal && a->Sk <= 1024) return CFG_M128_PERSIST;
-        return CFG_M192_PERSIST_TMAO;
-    }
-    if (a->causal && a->Sk <= 2048) return CFG_M192_PERSIST_TMAO;
-    return CFG_M128_PERSIST_TMAO;
+    return a->D == 64 ? CFG_M192_PERSIST_TMAO : CFG_M128_PERSIST_TMAO;
 }
 
 static const int wgmma_head_dims[] = {64, 128};

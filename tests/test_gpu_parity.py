@@ -182,6 +182,31 @@ def test_wgmma_tma_store_into_a_strided_view(config, dtype, D, causal, scale):
     assert not torch.isnan(lse).any()
 
 
+# Causal persistent tiles are handed out by an atomic counter that each launch leaves at zero for a later
+# one; launches take counters round robin from a ring of 256 (kernels/wgmma.cu, tickets).  Over two turns
+# of the ring on one case, every output must equal the first, bit for bit (a tile's arithmetic does not
+# depend on the CTA that runs it): a counter left dirty would skip tiles, leaving the NaN poison in place.
+# 160 heads x 2 query blocks are 320 tiles, more than an H200's 132 SMs, so CTAs draw real ranks.
+@pytest.mark.parametrize("config", ["m128_pp_persist", "m192_pp_persist_tmao"])
+def test_wgmma_dynamic_schedule_over_many_launches(config):
+    import torch
+    q, k, v = _inputs("bfloat16", 1, 160, 160, 256, 256, 64, 11)
+    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, True, None)
+    if why is not None:
+        pytest.skip(why)
+    first = attnbench.attention(q, k, v, causal=True, impl="wgmma", config=config)
+    r = attnbench.check_close(first.float().cpu().numpy(), _truth(q, k, v, True).cpu().numpy(),
+                              atol=ATOL["bfloat16"], rtol=RTOL["bfloat16"])
+    assert r["passed"], (config, r)
+    out = torch.empty_like(q)
+    differing = torch.zeros((), device="cuda", dtype=torch.int64)
+    for _ in range(600):
+        out.fill_(float("nan"))
+        attnbench.attention(q, k, v, causal=True, impl="wgmma", config=config, out=out)
+        differing += (out != first).sum()
+    assert int(differing) == 0
+
+
 def test_naive_custom_scale_and_fp32():
     _check("naive", "float32", 96, True, 200, 300, 4, 2, scale=0.3)
     _check("naive", "float16", 64, False, 65, 65, 2, 2, scale=-0.5)
