@@ -76,6 +76,7 @@
 #include <stdint.h>
 #include <algorithm>
 #include <stdlib.h>  // calloc for pick_rotation
+#include <string.h>  // memset
 
 #include "common.cuh"
 
@@ -1120,12 +1121,20 @@ static const unsigned ENCODE_ABI_VERSION = 12000;  // the function's first (and 
 
 static int get_encoder(encode_tiled_fn *fn, ab_error *err)
 {
+    // Looked up once per process (the driver's entry point does not change);
+    // racing first calls store the same pointer.
+    static void *cached = nullptr;
+    if (void *hit = __atomic_load_n(&cached, __ATOMIC_ACQUIRE)) {
+        *fn = reinterpret_cast<encode_tiled_fn>(hit);
+        return 0;
+    }
     void *ptr = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
     AB_CUDA_CHECK(err, cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, ENCODE_ABI_VERSION,
                                                         cudaEnableDefault, &found));
     if (found != cudaDriverEntryPointSuccess || ptr == nullptr)
         return ab_set_error(err, "wgmma: the CUDA driver has no cuTensorMapEncodeTiled (needs a CUDA 12 driver)");
+    __atomic_store_n(&cached, ptr, __ATOMIC_RELEASE);
     *fn = reinterpret_cast<encode_tiled_fn>(ptr);
     return 0;
 }
@@ -1159,17 +1168,21 @@ static int encode_map(encode_tiled_fn encode, CUtensorMap *map, const void *ptr,
     return 0;
 }
 
-// Q, K, V (boxes of bm, bn, bn rows) and O (boxes of one warpgroup's 64 rows).
-static int encode_maps(const ab_attn_args *a, int bm, int bn, CUtensorMap maps[4], ab_error *err)
+// Q, K, V (boxes of bm, bn, bn rows) and, with_o, O (boxes of one
+// warpgroup's 64 rows); without, maps[3] is zeroed (only TMA_O configs read it).
+static int encode_maps(const ab_attn_args *a, int bm, int bn, bool with_o, CUtensorMap maps[4], ab_error *err)
 {
     encode_tiled_fn encode;
     if (get_encoder(&encode, err) != 0) return -1;
     if (encode_map(encode, &maps[0], a->q, a->dtype, a->B, a->Hq, a->Sq, a->D, a->q_stride, bm, "q", err) != 0 ||
         encode_map(encode, &maps[1], a->k, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->k_stride, bn, "k", err) != 0 ||
-        encode_map(encode, &maps[2], a->v, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->v_stride, bn, "v", err) != 0 ||
-        encode_map(encode, &maps[3], a->o, a->dtype, a->B, a->Hq, a->Sq, a->D, a->o_stride, WG_ROWS, "out", err) != 0)
+        encode_map(encode, &maps[2], a->v, a->dtype, a->B, a->Hkv, a->Sk, a->D, a->v_stride, bn, "v", err) != 0)
         return -1;
-    return 0;
+    if (!with_o) {
+        memset(&maps[3], 0, sizeof(maps[3]));
+        return 0;
+    }
+    return encode_map(encode, &maps[3], a->o, a->dtype, a->B, a->Hq, a->Sq, a->D, a->o_stride, WG_ROWS, "out", err);
 }
 
 // SMs of the current device, for the persistent grid (cached per device).
@@ -1264,7 +1277,7 @@ template <typename T, typename C, int SCHED = SCHED_ALL>
 static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
 {
     CUtensorMap maps[4];
-    if (encode_maps(a, C::BM, C::BN, maps, err) != 0) return -1;
+    if (encode_maps(a, C::BM, C::BN, C::TMA_O, maps, err) != 0) return -1;
     kparams p;
     p.o = a->o;
     p.lse = a->lse;
@@ -1487,9 +1500,10 @@ static int check_args(const ab_attn_args *a, int sm, ab_error *err)
 static int wgmma_supports(const ab_attn_args *a, int sm, ab_error *err)
 {
     if (check_args(a, sm, err) != 0) return -1;
-    // The driver has the last word on a layout: encode the maps once.
+    // The driver has the last word on a layout: encode the maps once (O's too:
+    // TMA_O configs store through it).
     CUtensorMap maps[4];
-    return encode_maps(a, 128, 128, maps, err);
+    return encode_maps(a, 128, 128, true, maps, err);
 }
 
 static int wgmma_launch(const ab_attn_args *a, int config, cudaStream_t stream, ab_error *err)
