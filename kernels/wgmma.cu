@@ -195,10 +195,11 @@ struct kparams {
 // ordered by the q_full mbarrier, which compute-sanitizer's racecheck does not
 // follow for shared memory (it flagged every rank slot there, though the
 // producer rewrites a slot only RANK_SLOTS tiles later); racecheck checks
-// shared memory only, and a global load per tile costs about as much as a
-// shared one next to the tile's work.  Launches take tickets round
-// robin (next_ticket), so two launches share one only N_TICKETS launches apart,
-// and one at a time unless those launches run concurrently on different streams.
+// shared memory only.  It costs each consumer thread one global load per
+// tile, not yet timed against the shared slot (NOTES.md, seventh session).
+// Launches take tickets round robin (next_ticket), so two launches share one
+// only N_TICKETS launches apart, and one at a time unless those launches run
+// concurrently on different streams.
 constexpr int N_TICKETS = 256, MAX_CTAS = 256, RANK_SLOTS = 4;
 __device__ int tickets[N_TICKETS];
 __device__ int mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
