@@ -161,6 +161,11 @@ struct tile_cfg {
     static constexpr int N_BARS = 2 * QBUF + 4 * STAGES;
     // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
     static constexpr size_t SMEM = BAR_OFF + N_BARS * 8 + ATOM_BYTES;
+    // Persistent ranks reach the consumers from the global mailbox (below);
+    // rank_bulk<> (experiment builds) copies them into shared memory instead.
+    static constexpr bool RANK_BULK = false;
+    static constexpr uint32_t RANK_OFF = 0;
+    static constexpr size_t ATOM_BYTES_SLACK = ATOM_BYTES;
     static_assert(D % COL_BLOCK == 0, "D must be a multiple of 64");
     static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "wgmma N and TMA box limits");
     static_assert(BM <= 256, "TMA box limit");
@@ -169,6 +174,25 @@ struct tile_cfg {
     // 228 KB per SM, 1 KB of it reserved per resident CTA.
     static_assert(MIN_BLOCKS * (SMEM + SMEM_STATIC + 1024) <= 228 * 1024, "MIN_BLOCKS CTAs fit an SM");
 };
+
+#ifdef AB_WGMMA_EXPERIMENTS
+// A persistent config whose producer also copies each rank from the global
+// mailbox into a 16-byte shared slot per Q buffer with a bulk copy that
+// completes on q_full with the tile's Q (cp.async.bulk, the async proxy), so
+// that the consumers read it from shared memory rather than global.  Not yet
+// timed or sanitized on the GPU (NOTES.md, seventh session).
+template <typename C> struct rank_bulk : C {
+    static_assert(C::PERSIST, "ranks are handed over only in the persistent loop");
+    static constexpr bool RANK_BULK = true;
+    // The copy's operands cost the producer a spill at 24 registers; 32 still
+    // fit the register file with the consumers' 240 (NC = 2) or 160 (NC = 3).
+    static constexpr int PRODUCER_REGS = 32;
+    static_assert(C::MIN_BLOCKS * 128 * (PRODUCER_REGS + C::NC * C::CONSUMER_REGS) <= 65536, "register file");
+    static constexpr uint32_t RANK_OFF = (C::BAR_OFF + C::N_BARS * 8 + 15) & ~15u;
+    static constexpr size_t SMEM = RANK_OFF + 16 * C::QBUF + C::ATOM_BYTES_SLACK;
+    static_assert(SMEM + C::SMEM_STATIC <= 227 * 1024, "fits an sm_90 block's shared memory (dynamic + static)");
+};
+#endif
 
 struct kparams {
     void *o;
@@ -203,6 +227,10 @@ struct kparams {
 constexpr int N_TICKETS = 256, MAX_CTAS = 256, RANK_SLOTS = 4;
 __device__ int tickets[N_TICKETS];
 __device__ int mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
+#ifdef AB_WGMMA_EXPERIMENTS
+// rank_bulk's mailboxes: one 16-byte entry per slot, the bulk copy's source.
+__device__ int4 bulk_mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
+#endif
 
 #if AB_WGMMA_DEVICE
 
@@ -245,6 +273,13 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
 __device__ __forceinline__ void mbar_arrive(uint32_t bar)
 {
     asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ int ld_shared_s32(uint32_t addr)
+{
+    int v;
+    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+    return v;
 }
 
 // Weak global accesses kept in place and in order (volatile asm): the
@@ -329,6 +364,24 @@ __device__ __forceinline__ void pair_bar_arrive(int id)
 {
     asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
 }
+
+#ifdef AB_WGMMA_EXPERIMENTS
+// Orders this thread's generic-proxy global writes before its later async-proxy
+// reads (rank_bulk's copy of the mailbox entry it just wrote).
+__device__ __forceinline__ void fence_proxy_async_global()
+{
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+}
+
+// 16 bytes from global to shared memory, completing 16 bytes on `bar`.
+__device__ __forceinline__ void bulk_load_16(uint32_t dst, const void *src, uint32_t bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 16, [%2];\n" ::"r"(
+                     dst),
+                 "l"(src), "r"(bar)
+                 : "memory");
+}
+#endif
 
 // Orders this thread's generic-proxy shared-memory writes before later reads
 // by the async proxy (wgmma, TMA).
@@ -590,7 +643,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     const uint32_t bar_full_k = bar_q_empty + 8 * C::QBUF, bar_full_v = bar_full_k + 8 * STAGES;
     const uint32_t bar_empty_k = bar_full_v + 8 * STAGES, bar_empty_v = bar_empty_k + 8 * STAGES;
     // This CTA's mailbox: tile i's rank in slot i % RANK_SLOTS (persistent only).
-    int *const mailbox = C::PERSIST ? mailboxes[p.ticket][blockIdx.x] : nullptr;
+    int *mailbox = C::PERSIST ? mailboxes[p.ticket][blockIdx.x] : nullptr;
+#ifdef AB_WGMMA_EXPERIMENTS
+    // rank_bulk: its 16-byte entries instead (slot k at mailbox + 4 k)
+    if constexpr (C::RANK_BULK) mailbox = &bulk_mailboxes[p.ticket][blockIdx.x][0].x;
+#endif
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
 
@@ -683,13 +740,25 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 // q_full phase of no bytes.
                 const int qb = i % C::QBUF;
                 if (i >= C::QBUF) mbar_wait(bar_q_empty + 8 * qb, (uint32_t)(((i / C::QBUF) - 1) & 1));
-                if constexpr (C::PERSIST) st_global_s32(mailbox + i % RANK_SLOTS, rank);
-                if (rank < 0) {
-                    mbar_arrive(bar_q_full + 8 * qb);
-                    break;
+#ifdef AB_WGMMA_EXPERIMENTS
+                if constexpr (C::RANK_BULK) {
+                    int *const entry = mailbox + 4 * (i % RANK_SLOTS);
+                    st_global_s32(entry, rank);
+                    fence_proxy_async_global();
+                    mbar_expect_tx(bar_q_full + 8 * qb, 16 + (rank < 0 ? 0 : C::Q_BYTES));
+                    bulk_load_16(base + C::RANK_OFF + 16 * qb, entry, bar_q_full + 8 * qb);
+                    if (rank < 0) break;
+                } else
+#endif
+                {
+                    if constexpr (C::PERSIST) st_global_s32(mailbox + i % RANK_SLOTS, rank);
+                    if (rank < 0) {
+                        mbar_arrive(bar_q_full + 8 * qb);
+                        break;
+                    }
                 }
                 const work_tile w = decode(rank);
-                mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
+                if constexpr (!C::RANK_BULK) mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
 #pragma unroll
                 for (int cb = 0; cb < CB; ++cb)
                     tma_load_4d(sQ + qb * C::Q_BYTES + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, w.m0, w.h, w.b,
@@ -807,7 +876,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         const int qb = i % C::QBUF;
         mbar_wait(bar_q_full + 8 * qb, (uint32_t)((i / C::QBUF) & 1));
         // Read once, after the q_full wait that orders it after the producer's store.
-        const int rank = C::PERSIST ? ld_global_s32(mailbox + i % RANK_SLOTS) : (int)blockIdx.x;
+        int rank;
+        if constexpr (C::RANK_BULK)
+            rank = ld_shared_s32(base + C::RANK_OFF + 16 * qb);
+        else
+            rank = C::PERSIST ? ld_global_s32(mailbox + i % RANK_SLOTS) : (int)blockIdx.x;
         if (rank < 0) break;
         // Registers are the tight resource here (three consumers: 160 each), so
         // the tile's scalars are decoded twice: here for the main loop, and after
@@ -1268,8 +1341,9 @@ static int next_ticket()
 //   SCHED_NO_ROT     static non-causal order without pick_rotation
 //   SCHED_STATIC     causal: the static snake order over heaviest-first ranks
 //   SCHED_DYN_NC     non-causal: dynamic hand-out of the head-major ranks
+//   SCHED_RANK_BULK  the kernel variant rank_bulk<C> (ranks copied into shared memory)
 //   sched_heavy(p)   causal: the head-major share p% (default HEAVY_PCT)
-enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4 };
+enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4, SCHED_RANK_BULK = 8 };
 constexpr int HEAVY_PCT = 70;
 constexpr int sched_heavy(int pct) { return (pct + 1) << 8; }
 constexpr int sched_heavy_pct(int sched) { return (sched >> 8) ? (sched >> 8) - 1 : HEAVY_PCT; }
@@ -1334,6 +1408,13 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
 
 template <typename C, int SCHED> static int launch_dtype(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
+#ifdef AB_WGMMA_EXPERIMENTS
+    if constexpr ((SCHED & SCHED_RANK_BULK) != 0) {
+        if (a->dtype == AB_FLOAT16) return launch_one<__half, rank_bulk<C>, SCHED>(a, s, err);
+        if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, rank_bulk<C>, SCHED>(a, s, err);
+        return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
+    }
+#endif
     if (a->dtype == AB_FLOAT16) return launch_one<__half, C, SCHED>(a, s, err);
     if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, C, SCHED>(a, s, err);
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
@@ -1404,7 +1485,10 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m192_pp_persist_tmao_h0", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(0)) \
     X("m192_pp_persist_tmao_h50", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(50)) \
     X("m192_pp_persist_tmao_h85", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(85)) \
-    X("m192_pp_persist_tmao_dync", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_DYN_NC)
+    X("m192_pp_persist_tmao_dync", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_DYN_NC) \
+    X("m128_pp_persist_tmao_bulk", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_RANK_BULK) \
+    X("m192_pp_persist_tmao_bulk", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_RANK_BULK) \
+    X("m128_pp_persist_bulk", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_RANK_BULK)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #endif
