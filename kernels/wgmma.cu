@@ -132,11 +132,16 @@ struct tile_cfg {
     static constexpr int MIN_BLOCKS = NC == 1 ? 2 : 1;
     // Registers per thread after setmaxnreg: the producer needs a handful for
     // coordinates and barrier addresses; the consumers get the rest of the
-    // register file (NC = 2: 128 * 24 + 256 * 240 = 64512 <= 65536; NC = 3:
-    // 128 * 24 + 384 * 160 = 64512; NC = 1: 2 CTAs * (128 * 24 + 128 * 232) = 65536).
+    // CTA's registers.  setmaxnreg moves registers within what the launch gave
+    // the CTA, which is ptxas's per-thread count (65536 / (MIN_BLOCKS THREADS),
+    // down to a multiple of 8) times THREADS, not the whole register file:
+    // NC = 2: 168 * 384 = 64512 = 128 * 24 + 256 * 240; NC = 3: 128 * 512 =
+    // 65536 >= 128 * 24 + 384 * 160; NC = 1: 128 * 256 = 32768 = 128 * 24 + 128 * 232.
+    // A larger total makes a consumer's setmaxnreg.inc wait forever.
     static constexpr int PRODUCER_REGS = 24;
     static constexpr int CONSUMER_REGS = NC == 1 ? 232 : NC == 2 ? 240 : 160;
-    static_assert(MIN_BLOCKS * 128 * (PRODUCER_REGS + NC * CONSUMER_REGS) <= 65536, "register file");
+    static constexpr int CTA_REGS = (65536 / (MIN_BLOCKS * THREADS)) / 8 * 8 * THREADS;
+    static_assert(128 * (PRODUCER_REGS + NC * CONSUMER_REGS) <= CTA_REGS, "the CTA's registers");
     static constexpr int CB = D / COL_BLOCK;  // column blocks per row
     static constexpr uint32_t Q_BYTES = BM * D * 2;
     static constexpr uint32_t KV_BYTES = BN * D * 2;  // one K or V block
@@ -184,10 +189,13 @@ struct tile_cfg {
 template <typename C> struct rank_bulk : C {
     static_assert(C::PERSIST, "ranks are handed over only in the persistent loop");
     static constexpr bool RANK_BULK = true;
-    // The copy's operands cost the producer a spill at 24 registers; 32 still
-    // fit the register file with the consumers' 240 (NC = 2) or 160 (NC = 3).
-    static constexpr int PRODUCER_REGS = 32;
-    static_assert(C::MIN_BLOCKS * 128 * (PRODUCER_REGS + C::NC * C::CONSUMER_REGS) <= 65536, "register file");
+    // The copy's operands cost the producer a 4-byte spill at 24 registers (at
+    // D = 128).  NC = 3 has room for 32 (128 * 32 + 384 * 160 = 65536); NC = 2
+    // has none (64512 are taken at 24) and keeps the spill, in the producer
+    // thread only, rather than take registers from the consumers: the
+    // comparison is of the rank's path alone.
+    static constexpr int PRODUCER_REGS = C::NC == 3 ? 32 : C::PRODUCER_REGS;
+    static_assert(128 * (PRODUCER_REGS + C::NC * C::CONSUMER_REGS) <= C::CTA_REGS, "the CTA's registers");
     static constexpr uint32_t RANK_OFF = (C::BAR_OFF + C::N_BARS * 8 + 15) & ~15u;
     static constexpr size_t SMEM = RANK_OFF + 16 * C::QBUF + C::ATOM_BYTES_SLACK;
     static_assert(SMEM + C::SMEM_STATIC <= 227 * 1024, "fits an sm_90 block's shared memory (dynamic + static)");
@@ -221,9 +229,14 @@ struct kparams {
 // producer rewrites a slot only RANK_SLOTS tiles later); racecheck checks
 // shared memory only.  It costs each consumer thread one global load per
 // tile, not yet timed against the shared slot (NOTES.md, seventh session).
-// Launches take tickets round robin (next_ticket), so two launches share one
-// only N_TICKETS launches apart, and one at a time unless those launches run
-// concurrently on different streams.
+// Launches take tickets round robin (next_ticket), so eager launches share one
+// only N_TICKETS launches apart, and one at a time unless they run concurrently
+// on different streams.  Known limit: a CUDA graph keeps the ticket it was
+// captured with, so a replay can share it with every N_TICKETS-th eager launch,
+// or with another instantiation of the same graph; if two such launches run at
+// the same time on different streams, they corrupt each other's hand-out and
+// can leave the counter non-zero for later launches with that ticket.
+// (attnbench's own timer runs its candidates on one stream.)
 constexpr int N_TICKETS = 256, MAX_CTAS = 256, RANK_SLOTS = 4;
 __device__ int tickets[N_TICKETS];
 __device__ int mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
@@ -657,7 +670,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     // then the other blocks heaviest first across heads, so the light ones fill
     // the tail (n_heavy = 0: all of them that way).  Non-causal ranks are
     // head-major.  Without PERSIST, CTA x takes rank x.  With PERSIST, CTA x
-    // takes rank x first; then, with a ticket, the next unclaimed rank (one
+    // takes rank x first; then, when p.dynamic, the next unclaimed rank (one
     // atomic per tile: whichever CTA frees first takes the next tile), else
     // one rank per round of G = gridDim.x: i G + G-1-x in odd rounds when
     // causal (snake order), else i G + (x + i rot) mod G.  The rotation matters
@@ -1276,7 +1289,7 @@ static int sm_count(int *out, ab_error *err)
     return 0;
 }
 
-// The non-causal persistent order's rotation (kparams::rot, work_rank): the
+// The non-causal persistent order's rotation (kparams::rot, next_rank): the
 // k in 0..MAX_ROT whose static assignment leaves the most loaded CTA lightest,
 // counting a full tile as 1 and a head's last, partial query block as its
 // share of working consumers (a consumer whose rows all lie past Sq only
@@ -1320,6 +1333,7 @@ static int pick_rotation(int n_mblocks, int bh, int G, int n_work, double light)
 static int heavy_blocks(int n_mblocks, int bm, int bn, int Sq, int Sk, int heavy_pct)
 {
     if (heavy_pct <= 0) return 0;
+    if (heavy_pct > 100) heavy_pct = 100;
     auto cost = [&](int mb) { return ceil_div(std::min(Sk, std::min((mb + 1) * bm, Sq)), bn); };
     int k = (int)((long long)n_mblocks * (100 - heavy_pct) / 100);
     if (k > n_mblocks - 1) k = n_mblocks - 1;

@@ -186,11 +186,14 @@ def test_wgmma_tma_store_into_a_strided_view(config, dtype, D, causal, scale):
 # one; launches take counters round robin from a ring of 256 (kernels/wgmma.cu, tickets).  Over two turns
 # of the ring on one case, every output must equal the first, bit for bit (a tile's arithmetic does not
 # depend on the CTA that runs it): a counter left dirty would skip tiles, leaving the NaN poison in place.
-# 160 heads x 2 query blocks are 320 tiles, more than an H200's 132 SMs, so CTAs draw real ranks.
+# Both shapes have more tiles than an H200's 132 SMs, so CTAs draw real ranks: 160 heads x 2 query
+# blocks (every block in the head-major heavy share), and 40 heads x 1024 rows (8 or 6 query blocks, of
+# which 6 or 5 are heavy: the light rest comes after, across heads).
 @pytest.mark.parametrize("config", ["m128_pp_persist", "m192_pp_persist_tmao"])
-def test_wgmma_dynamic_schedule_over_many_launches(config):
+@pytest.mark.parametrize("H,S", [(160, 256), (40, 1024)])
+def test_wgmma_dynamic_schedule_over_many_launches(config, H, S):
     import torch
-    q, k, v = _inputs("bfloat16", 1, 160, 160, 256, 256, 64, 11)
+    q, k, v = _inputs("bfloat16", 1, H, H, S, S, 64, 11)
     why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, True, None)
     if why is not None:
         pytest.skip(why)
