@@ -75,6 +75,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <algorithm>
+#include <type_traits>
 #include <stdlib.h>  // calloc for pick_rotation
 #include <string.h>  // memset
 
@@ -1420,17 +1421,19 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     return 0;
 }
 
+// The kernel variant a schedule runs: C, or rank_bulk<C> with SCHED_RANK_BULK.
+#ifdef AB_WGMMA_EXPERIMENTS
+template <typename C, int SCHED>
+using kernel_cfg = std::conditional_t<(SCHED & SCHED_RANK_BULK) != 0, rank_bulk<C>, C>;
+#else
+template <typename C, int SCHED> using kernel_cfg = C;
+#endif
+
 template <typename C, int SCHED> static int launch_dtype(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-#ifdef AB_WGMMA_EXPERIMENTS
-    if constexpr ((SCHED & SCHED_RANK_BULK) != 0) {
-        if (a->dtype == AB_FLOAT16) return launch_one<__half, rank_bulk<C>, SCHED>(a, s, err);
-        if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, rank_bulk<C>, SCHED>(a, s, err);
-        return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
-    }
-#endif
-    if (a->dtype == AB_FLOAT16) return launch_one<__half, C, SCHED>(a, s, err);
-    if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, C, SCHED>(a, s, err);
+    using K = kernel_cfg<C, SCHED>;
+    if (a->dtype == AB_FLOAT16) return launch_one<__half, K, SCHED>(a, s, err);
+    if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, K, SCHED>(a, s, err);
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
@@ -1482,26 +1485,23 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 #ifdef AB_WGMMA_EXPERIMENTS
 // Experiment builds (ATTNBENCH_NVCC_FLAGS=-DAB_WGMMA_EXPERIMENTS): configs of
 // the list above with a host-side schedule switched off, timed side by side.
-#define AB_WGMMA_EXPERIMENT_CONFIGS(X)                                                                  \
-    X("m128_pp_persist_norot", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_NO_ROT) \
-    X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, false, SCHED_NO_ROT) \
-    X("m128_pp_persist_static", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_STATIC) \
-    X("m128_pp_persist_h0", 2, 128, 4, 128, 2, true, true, true, false, true, false, sched_heavy(0)) \
-    X("m128_pp_persist_h50", 2, 128, 4, 128, 2, true, true, true, false, true, false, sched_heavy(50)) \
-    X("m128_pp_persist_h85", 2, 128, 4, 128, 2, true, true, true, false, true, false, sched_heavy(85)) \
-    X("m128_pp_persist_dync", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_DYN_NC) \
-    X("m128_pp_persist_tmao_static", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_STATIC) \
-    X("m128_pp_persist_tmao_h0", 2, 128, 4, 128, 2, true, true, true, false, true, true, sched_heavy(0)) \
-    X("m128_pp_persist_tmao_h50", 2, 128, 4, 128, 2, true, true, true, false, true, true, sched_heavy(50)) \
-    X("m128_pp_persist_tmao_h85", 2, 128, 4, 128, 2, true, true, true, false, true, true, sched_heavy(85)) \
-    X("m128_pp_persist_tmao_dync", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_DYN_NC) \
-    X("m192_pp_persist_tmao_static", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_STATIC) \
-    X("m192_pp_persist_tmao_h0", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(0)) \
-    X("m192_pp_persist_tmao_h50", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(50)) \
-    X("m192_pp_persist_tmao_h85", 3, 128, 4, 64, 3, true, true, true, false, true, true, sched_heavy(85)) \
-    X("m192_pp_persist_tmao_dync", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_DYN_NC) \
+// The causal-order sweep of a persistent config NAME (its X arguments after
+// the name): the static snake, dynamic with head-major shares of 0, 50 and 85%
+// (the default is 70%), and the non-causal order handed out dynamically.
+#define AB_WGMMA_SCHED_SWEEP(X, NAME, ...)             \
+    X(NAME "_static", __VA_ARGS__, SCHED_STATIC)       \
+    X(NAME "_h0", __VA_ARGS__, sched_heavy(0))         \
+    X(NAME "_h50", __VA_ARGS__, sched_heavy(50))       \
+    X(NAME "_h85", __VA_ARGS__, sched_heavy(85))       \
+    X(NAME "_dync", __VA_ARGS__, SCHED_DYN_NC)
+#define AB_WGMMA_EXPERIMENT_CONFIGS(X)                                                                        \
+    X("m128_pp_persist_norot", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_NO_ROT)       \
+    X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, false, SCHED_NO_ROT)        \
+    AB_WGMMA_SCHED_SWEEP(X, "m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false, true, false)      \
+    AB_WGMMA_SCHED_SWEEP(X, "m128_pp_persist_tmao", 2, 128, 4, 128, 2, true, true, true, false, true, true)  \
+    AB_WGMMA_SCHED_SWEEP(X, "m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)   \
     X("m128_pp_persist_tmao_bulk", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_RANK_BULK) \
-    X("m192_pp_persist_tmao_bulk", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_RANK_BULK) \
+    X("m192_pp_persist_tmao_bulk", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_RANK_BULK)  \
     X("m128_pp_persist_bulk", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_RANK_BULK)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
