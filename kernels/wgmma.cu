@@ -59,6 +59,7 @@
 // co-resident causal CTAs paired heavy with light, and one flat loop over all
 // of a CTA's key blocks across its tiles (sixth session: 1% faster to 5%
 // slower), and five-stage K/V rings; none gained where `auto` would use it.
+// Eighth session: ranks copied into shared memory by cp.async.bulk (level).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -167,11 +168,6 @@ struct tile_cfg {
     static constexpr int N_BARS = 2 * QBUF + 4 * STAGES;
     // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
     static constexpr size_t SMEM = BAR_OFF + N_BARS * 8 + ATOM_BYTES;
-    // Persistent ranks reach the consumers from the global mailbox (below);
-    // rank_bulk<> (experiment builds) copies them into shared memory instead.
-    static constexpr bool RANK_BULK = false;
-    static constexpr uint32_t RANK_OFF = 0;
-    static constexpr size_t ATOM_BYTES_SLACK = ATOM_BYTES;
     static_assert(D % COL_BLOCK == 0, "D must be a multiple of 64");
     static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "wgmma N and TMA box limits");
     static_assert(BM <= 256, "TMA box limit");
@@ -180,28 +176,6 @@ struct tile_cfg {
     // 228 KB per SM, 1 KB of it reserved per resident CTA.
     static_assert(MIN_BLOCKS * (SMEM + SMEM_STATIC + 1024) <= 228 * 1024, "MIN_BLOCKS CTAs fit an SM");
 };
-
-#ifdef AB_WGMMA_EXPERIMENTS
-// A persistent config whose producer also copies each rank from the global
-// mailbox into a 16-byte shared slot per Q buffer with a bulk copy that
-// completes on q_full with the tile's Q (cp.async.bulk, the async proxy), so
-// that the consumers read it from shared memory rather than global.  Not yet
-// timed or sanitized on the GPU (NOTES.md, seventh session).
-template <typename C> struct rank_bulk : C {
-    static_assert(C::PERSIST, "ranks are handed over only in the persistent loop");
-    static constexpr bool RANK_BULK = true;
-    // The copy's operands cost the producer a 4-byte spill at 24 registers (at
-    // D = 128).  NC = 3 has room for 32 (128 * 32 + 384 * 160 = 65536); NC = 2
-    // has none (64512 are taken at 24) and keeps the spill, in the producer
-    // thread only, rather than take registers from the consumers: the
-    // comparison is of the rank's path alone.
-    static constexpr int PRODUCER_REGS = C::NC == 3 ? 32 : C::PRODUCER_REGS;
-    static_assert(128 * (PRODUCER_REGS + C::NC * C::CONSUMER_REGS) <= C::CTA_REGS, "the CTA's registers");
-    static constexpr uint32_t RANK_OFF = (C::BAR_OFF + C::N_BARS * 8 + 15) & ~15u;
-    static constexpr size_t SMEM = RANK_OFF + 16 * C::QBUF + C::ATOM_BYTES_SLACK;
-    static_assert(SMEM + C::SMEM_STATIC <= 227 * 1024, "fits an sm_90 block's shared memory (dynamic + static)");
-};
-#endif
 
 struct kparams {
     void *o;
@@ -229,7 +203,9 @@ struct kparams {
 // follow for shared memory (it flagged every rank slot there, though the
 // producer rewrites a slot only RANK_SLOTS tiles later); racecheck checks
 // shared memory only.  It costs each consumer thread one global load per
-// tile, not yet timed against the shared slot (NOTES.md, seventh session).
+// tile; a copy of each entry into shared memory by cp.async.bulk, completing
+// on q_full, timed level with it (eighth session, run 41: within 0.7% either
+// way over the long bf16 grid) and was dropped.
 // Launches take tickets round robin (next_ticket), so eager launches share one
 // only N_TICKETS launches apart, and one at a time unless they run concurrently
 // on different streams.  Known limit: a CUDA graph keeps the ticket it was
@@ -241,10 +217,6 @@ struct kparams {
 constexpr int N_TICKETS = 256, MAX_CTAS = 256, RANK_SLOTS = 4;
 __device__ int tickets[N_TICKETS];
 __device__ int mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
-#ifdef AB_WGMMA_EXPERIMENTS
-// rank_bulk's mailboxes: one 16-byte entry per slot, the bulk copy's source.
-__device__ int4 bulk_mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
-#endif
 
 #if AB_WGMMA_DEVICE
 
@@ -287,13 +259,6 @@ __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes)
 __device__ __forceinline__ void mbar_arrive(uint32_t bar)
 {
     asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
-}
-
-__device__ __forceinline__ int ld_shared_s32(uint32_t addr)
-{
-    int v;
-    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr));
-    return v;
 }
 
 // Weak global accesses kept in place and in order (volatile asm): the
@@ -378,24 +343,6 @@ __device__ __forceinline__ void pair_bar_arrive(int id)
 {
     asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
 }
-
-#ifdef AB_WGMMA_EXPERIMENTS
-// Orders this thread's generic-proxy global writes before its later async-proxy
-// reads (rank_bulk's copy of the mailbox entry it just wrote).
-__device__ __forceinline__ void fence_proxy_async_global()
-{
-    asm volatile("fence.proxy.async.global;\n" ::: "memory");
-}
-
-// 16 bytes from global to shared memory, completing 16 bytes on `bar`.
-__device__ __forceinline__ void bulk_load_16(uint32_t dst, const void *src, uint32_t bar)
-{
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 16, [%2];\n" ::"r"(
-                     dst),
-                 "l"(src), "r"(bar)
-                 : "memory");
-}
-#endif
 
 // Orders this thread's generic-proxy shared-memory writes before later reads
 // by the async proxy (wgmma, TMA).
@@ -657,11 +604,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     const uint32_t bar_full_k = bar_q_empty + 8 * C::QBUF, bar_full_v = bar_full_k + 8 * STAGES;
     const uint32_t bar_empty_k = bar_full_v + 8 * STAGES, bar_empty_v = bar_empty_k + 8 * STAGES;
     // This CTA's mailbox: tile i's rank in slot i % RANK_SLOTS (persistent only).
-    int *mailbox = C::PERSIST ? mailboxes[p.ticket][blockIdx.x] : nullptr;
-#ifdef AB_WGMMA_EXPERIMENTS
-    // rank_bulk: its 16-byte entries instead (slot k at mailbox + 4 k)
-    if constexpr (C::RANK_BULK) mailbox = &bulk_mailboxes[p.ticket][blockIdx.x][0].x;
-#endif
+    int *const mailbox = C::PERSIST ? mailboxes[p.ticket][blockIdx.x] : nullptr;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
 
@@ -754,25 +697,13 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 // q_full phase of no bytes.
                 const int qb = i % C::QBUF;
                 if (i >= C::QBUF) mbar_wait(bar_q_empty + 8 * qb, (uint32_t)(((i / C::QBUF) - 1) & 1));
-#ifdef AB_WGMMA_EXPERIMENTS
-                if constexpr (C::RANK_BULK) {
-                    int *const entry = mailbox + 4 * (i % RANK_SLOTS);
-                    st_global_s32(entry, rank);
-                    fence_proxy_async_global();
-                    mbar_expect_tx(bar_q_full + 8 * qb, 16 + (rank < 0 ? 0 : C::Q_BYTES));
-                    bulk_load_16(base + C::RANK_OFF + 16 * qb, entry, bar_q_full + 8 * qb);
-                    if (rank < 0) break;
-                } else
-#endif
-                {
-                    if constexpr (C::PERSIST) st_global_s32(mailbox + i % RANK_SLOTS, rank);
-                    if (rank < 0) {
-                        mbar_arrive(bar_q_full + 8 * qb);
-                        break;
-                    }
+                if constexpr (C::PERSIST) st_global_s32(mailbox + i % RANK_SLOTS, rank);
+                if (rank < 0) {
+                    mbar_arrive(bar_q_full + 8 * qb);
+                    break;
                 }
                 const work_tile w = decode(rank);
-                if constexpr (!C::RANK_BULK) mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
+                mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
 #pragma unroll
                 for (int cb = 0; cb < CB; ++cb)
                     tma_load_4d(sQ + qb * C::Q_BYTES + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, w.m0, w.h, w.b,
@@ -890,11 +821,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         const int qb = i % C::QBUF;
         mbar_wait(bar_q_full + 8 * qb, (uint32_t)((i / C::QBUF) & 1));
         // Read once, after the q_full wait that orders it after the producer's store.
-        int rank;
-        if constexpr (C::RANK_BULK)
-            rank = ld_shared_s32(base + C::RANK_OFF + 16 * qb);
-        else
-            rank = C::PERSIST ? ld_global_s32(mailbox + i % RANK_SLOTS) : (int)blockIdx.x;
+        const int rank = C::PERSIST ? ld_global_s32(mailbox + i % RANK_SLOTS) : (int)blockIdx.x;
         if (rank < 0) break;
         // Registers are the tight resource here (three consumers: 160 each), so
         // the tile's scalars are decoded twice: here for the main loop, and after
@@ -1356,9 +1283,8 @@ static int next_ticket()
 //   SCHED_NO_ROT     static non-causal order without pick_rotation
 //   SCHED_STATIC     causal: the static snake order over heaviest-first ranks
 //   SCHED_DYN_NC     non-causal: dynamic hand-out of the head-major ranks
-//   SCHED_RANK_BULK  the kernel variant rank_bulk<C> (ranks copied into shared memory)
 //   sched_heavy(p)   causal: the head-major share p% (default HEAVY_PCT)
-enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4, SCHED_RANK_BULK = 8 };
+enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4 };
 constexpr int HEAVY_PCT = 70;
 constexpr int sched_heavy(int pct) { return (pct + 1) << 8; }
 constexpr int sched_heavy_pct(int sched) { return (sched >> 8) ? (sched >> 8) - 1 : HEAVY_PCT; }
@@ -1421,19 +1347,10 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     return 0;
 }
 
-// The kernel variant a schedule runs: C, or rank_bulk<C> with SCHED_RANK_BULK.
-#ifdef AB_WGMMA_EXPERIMENTS
-template <typename C, int SCHED>
-using kernel_cfg = std::conditional_t<(SCHED & SCHED_RANK_BULK) != 0, rank_bulk<C>, C>;
-#else
-template <typename C, int SCHED> using kernel_cfg = C;
-#endif
-
 template <typename C, int SCHED> static int launch_dtype(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    using K = kernel_cfg<C, SCHED>;
-    if (a->dtype == AB_FLOAT16) return launch_one<__half, K, SCHED>(a, s, err);
-    if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, K, SCHED>(a, s, err);
+    if (a->dtype == AB_FLOAT16) return launch_one<__half, C, SCHED>(a, s, err);
+    if (a->dtype == AB_BFLOAT16) return launch_one<__nv_bfloat16, C, SCHED>(a, s, err);
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
@@ -1499,10 +1416,7 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, false, SCHED_NO_ROT)        \
     AB_WGMMA_SCHED_SWEEP(X, "m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false, true, false)      \
     AB_WGMMA_SCHED_SWEEP(X, "m128_pp_persist_tmao", 2, 128, 4, 128, 2, true, true, true, false, true, true)  \
-    AB_WGMMA_SCHED_SWEEP(X, "m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)   \
-    X("m128_pp_persist_tmao_bulk", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_RANK_BULK) \
-    X("m192_pp_persist_tmao_bulk", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_RANK_BULK)  \
-    X("m128_pp_persist_bulk", 2, 128, 4, 128, 2, true, true, true, false, true, false, SCHED_RANK_BULK)
+    AB_WGMMA_SCHED_SWEEP(X, "m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #endif
