@@ -25,8 +25,10 @@ import sys
 
 _INT = r"(?:\(int\))?(\d+)"
 _BOOL = r"(true|false|\(bool\)[01])"
-# D, NC, BN, STAGES, then OVERLAP, PINGPONG, PERSIST, OWN, SINK, and any flags a later tile_cfg adds.
-CFG = re.compile(r"tile_cfg<" + ", ".join([_INT] * 4 + [_BOOL] * 5) + r"((?:, (?:true|false|\(bool\)[01]))*)>")
+# D, NC, BN, STAGES, then OVERLAP, PINGPONG, PERSIST, OWN, SINK, and the parameters a later tile_cfg
+# adds (TMA_O, then SPLIT and MINB).
+CFG = re.compile(r"tile_cfg<" + ", ".join([_INT] * 4 + [_BOOL] * 5) +
+                 r"((?:, (?:true|false|\(bool\)[01]|(?:\(int\))?\d+))*)>")
 INSN = re.compile(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);")
 BRANCH = re.compile(r"BRA[^ ]*\s+.*?0x([0-9a-f]+)")
 
@@ -74,6 +76,8 @@ def main():
         D, NC, BN, ST, overlap, pp, persist, own, sink = (int(g) if g.isdigit() else int(g in ("true", "(bool)1"))
                                                           for g in m.groups()[:9])
         dtype = "bf16" if "bfloat16" in name else "fp16"
+        extra = [g.strip() for g in m.group(10).split(",")[1:]]
+        split = extra[1].replace("(int)", "") if len(extra) > 1 else "1"
         loop = main_loop(insns)
         if loop is None:
             continue
@@ -90,7 +94,7 @@ def main():
                 bad += 1
                 where += "  <-- overlap lost"
         print(f"D={D:3} NC={NC} BN={BN:3} stages={ST} ov={overlap} pp={pp} persist={persist} own={own} "
-              f"sink={sink} {dtype}: loop {len(text)} instructions, HGMMA {hgmma}, MUFU {len(mufu)}; "
+              f"sink={sink} split={split} {dtype}: loop {len(text)} instructions, HGMMA {hgmma}, MUFU {len(mufu)}; "
               f"wait for P V {where}")
     if checked == 0:
         sys.exit("sass_check: no wgmma main loop recognized in the object (has tile_cfg's signature changed?)")

@@ -59,7 +59,9 @@
 // co-resident causal CTAs paired heavy with light, and one flat loop over all
 // of a CTA's key blocks across its tiles (sixth session: 1% faster to 5%
 // slower), and five-stage K/V rings; none gained where `auto` would use it.
-// Eighth session: ranks copied into shared memory by cp.async.bulk (level).
+// Eighth session: ranks copied into shared memory by cp.async.bulk (level),
+// and split-KV tiles of four 64-key splits or of 128 rows in two splits, four
+// consumers at 112 registers (4x8x512x64: slower than m64_ov).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -114,10 +116,22 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //   TMA_O    (PERSIST with two Q buffers) O goes through this warpgroup's rows of
 //            the Q buffer and out by a bulk tensor store; the buffer goes back
 //            to the producer once the store has read it
+//   SPLIT    (not persistent) the consumers split each tile's key blocks SPLIT
+//            ways, block j to consumer split j % SPLIT, and merge their partial
+//            O, maxima and sums in shared memory at the end: NC / SPLIT
+//            consumers per split own 64 rows each, BM = 64 NC / SPLIT, so a
+//            latency-bound launch gets SPLIT times the warpgroups per tile
+//   MINB     CTAs per SM the registers are divided for (0: two with one
+//            consumer, else one)
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
-          bool SINK_ = true, bool TMA_O_ = false>
+          bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0>
 struct tile_cfg {
-    static constexpr int D = D_, NC = NC_, BM = NC_ * WG_ROWS, BN = BN_, STAGES = STAGES_;
+    static constexpr int SPLIT = SPLIT_;
+    static constexpr int ROWG = NC_ / SPLIT_;  // consumer warpgroups per key split, 64 rows each
+    static constexpr int D = D_, NC = NC_, BM = ROWG * WG_ROWS, BN = BN_, STAGES = STAGES_;
+    static_assert(SPLIT >= 1 && NC_ % SPLIT == 0, "every key split has the same row groups");
+    static_assert(SPLIT == 1 || (!PERSIST_ && !PP_ && !OWN_),
+                  "split tiles are one per CTA, without turns or per-consumer extents");
     static constexpr bool OVERLAP = OVERLAP_;
     static constexpr bool PINGPONG = PP_ && NC_ > 1;
     static constexpr bool PERSIST = PERSIST_;
@@ -125,13 +139,13 @@ struct tile_cfg {
     static constexpr bool SINK = SINK_ && OVERLAP_;  // the softmax pinned above the wait for P V (sink_rows)
     static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
     static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
-    static_assert(NC >= 1 && NC <= 3, "one to three consumer warpgroups");
+    static_assert(NC >= 1 && NC <= 4, "one to four consumer warpgroups");
     // Named barriers: 0 is __syncthreads; 1 + c is consumer c's own (128
     // threads); PP_BAR0 + c is consumer c's ping-pong turn (256 threads).
     static constexpr int PP_BAR0 = 1 + NC;
     static constexpr int THREADS = 128 * (1 + NC);
     // One consumer: two CTAs share an SM (latency-bound shapes get twice the CTAs).
-    static constexpr int MIN_BLOCKS = NC == 1 ? 2 : 1;
+    static constexpr int MIN_BLOCKS = MINB_ > 0 ? MINB_ : NC == 1 ? 2 : 1;
     // Registers per thread after setmaxnreg: the producer needs a handful for
     // coordinates and barrier addresses; the consumers get the rest of the
     // CTA's registers.  setmaxnreg moves registers within what the launch gave
@@ -140,9 +154,11 @@ struct tile_cfg {
     // NC = 2: 168 * 384 = 64512 = 128 * 24 + 256 * 240; NC = 3: 128 * 512 =
     // 65536 >= 128 * 24 + 384 * 160; NC = 1: 128 * 256 = 32768 = 128 * 24 + 128 * 232.
     // A larger total makes a consumer's setmaxnreg.inc wait forever.
+    // NC = 4: 96 * 640 = 61440 >= 128 * 24 + 512 * 112; NC = 2 at two CTAs
+    // per SM: 80 * 384 = 30720 >= 128 * 24 + 256 * 104.
     static constexpr int PRODUCER_REGS = 24;
-    static constexpr int CONSUMER_REGS = NC == 1 ? 232 : NC == 2 ? 240 : 160;
     static constexpr int CTA_REGS = (65536 / (MIN_BLOCKS * THREADS)) / 8 * 8 * THREADS;
+    static constexpr int CONSUMER_REGS = std::min(240, (CTA_REGS / 128 - PRODUCER_REGS) / NC / 8 * 8);
     static_assert(128 * (PRODUCER_REGS + NC * CONSUMER_REGS) <= CTA_REGS, "the CTA's registers");
     static constexpr int CB = D / COL_BLOCK;  // column blocks per row
     static constexpr uint32_t Q_BYTES = BM * D * 2;
@@ -166,8 +182,14 @@ struct tile_cfg {
     // mbarriers: q_full and q_empty per Q buffer, then full_k, full_v, empty_k
     // and empty_v per stage.
     static constexpr int N_BARS = 2 * QBUF + 4 * STAGES;
+    // SPLIT: the partial results of key splits 1.. for split 0 to merge, per
+    // row group and consumer thread PART_F4 float4s (O, then m m l l), laid out
+    // [split - 1][row group][float4][thread] so that a warp's accesses are contiguous.
+    static constexpr uint32_t PART_F4 = D / 8 + 1;
+    static constexpr uint32_t PART_OFF = (BAR_OFF + N_BARS * 8 + 15) & ~15u;
+    static constexpr uint32_t PART_BYTES = (SPLIT - 1) * ROWG * PART_F4 * 128 * 16;
     // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
-    static constexpr size_t SMEM = BAR_OFF + N_BARS * 8 + ATOM_BYTES;
+    static constexpr size_t SMEM = (SPLIT > 1 ? PART_OFF + PART_BYTES : BAR_OFF + N_BARS * 8) + ATOM_BYTES;
     static_assert(D % COL_BLOCK == 0, "D must be a multiple of 64");
     static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "wgmma N and TMA box limits");
     static_assert(BM <= 256, "TMA box limit");
@@ -334,6 +356,16 @@ template <int R> __device__ __forceinline__ void regs_inc()
 __device__ __forceinline__ void warpgroup_bar(int id)
 {
     asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory");
+}
+
+// Named barrier `id` over n threads (a multiple of 32).
+__device__ __forceinline__ void named_bar_sync(int id, int n)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int n)
+{
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
 
 // Named barrier `id` over 256 threads: both consumer warpgroups, one waiting
@@ -675,8 +707,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(bar_full_k + 8 * s, 1);
             mbar_init(bar_full_v + 8 * s, 1);
-            mbar_init(bar_empty_k + 8 * s, NC * 4);
-            mbar_init(bar_empty_v + 8 * s, NC * 4);
+            // A K/V block is read by one key split's consumers.
+            mbar_init(bar_empty_k + 8 * s, C::ROWG * 4);
+            mbar_init(bar_empty_v + 8 * s, C::ROWG * 4);
         }
         mbar_init_fence();
     }
@@ -748,6 +781,14 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     // main loops got 2-10% shorter (686 against 700 SASS instructions for
     // m192 at D=64; OWN's loop at 128x176 927 against 1019).
     const int cw = __shfl_sync(0xffffffffu, wg - 1, 0);
+    // SPLIT: row group rg (rows rg*64 .. rg*64+63) and key split ks (blocks ks,
+    // ks + SPLIT, ...); without, every consumer is its own row group of all blocks.
+    const int rg = C::SPLIT > 1 ? cw % C::ROWG : cw;
+    const int ks = C::SPLIT > 1 ? cw / C::ROWG : 0;
+    auto blk = [&](int j) { return C::SPLIT > 1 ? ks + j * C::SPLIT : j; };  // the j-th block of this split
+    auto n_mine = [&](int n_kv) {  // blocks of this split among a tile's n_kv
+        return C::SPLIT > 1 ? (n_kv > ks ? (n_kv - ks + C::SPLIT - 1) / C::SPLIT : 0) : n_kv;
+    };
     const int wq = warp & 3;  // warp within the warpgroup: 16 of those rows
     const int g = lane >> 2, t = lane & 3;
     const float sl2 = p.scale_log2;
@@ -834,16 +875,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         };
         const work_tile w = decode(rank);
         auto tile_again = [&]() { return decode(rank_again()); };
-        const int wg_row0 = w.m0 + cw * WG_ROWS;
+        const int wg_row0 = w.m0 + rg * WG_ROWS;
         const int row_lo = wg_row0 + wq * 16 + g;  // this thread's rows: row_lo and row_lo + 8
 
-        const uint64_t dq = smem_desc(sQ + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES, 16);
+        const uint64_t dq = smem_desc(sQ + qb * C::Q_BYTES + rg * WG_ROWS * ROW_BYTES, 16);
         if (p.negate_q) {
             // scale < 0: softmax(scale * Q K^T) = softmax(|scale| * (-Q) K^T); negating
-            // fp16/bf16 is exact (a sign-bit flip).  Each warpgroup flips its own rows.
+            // fp16/bf16 is exact (a sign-bit flip).  Each warpgroup flips its own rows
+            // (SPLIT: split 0's, for all the row group's splits).
 #pragma unroll
-            for (int cb = 0; cb < CB; ++cb) {
-                unsigned char *const rows = q_tile + qb * C::Q_BYTES + cb * BM * ROW_BYTES + cw * WG_ROWS * ROW_BYTES;
+            for (int cb = 0; cb < CB && ks == 0; ++cb) {
+                unsigned char *const rows = q_tile + qb * C::Q_BYTES + cb * BM * ROW_BYTES + rg * WG_ROWS * ROW_BYTES;
 #pragma unroll
                 for (int k = 0; k < WG_ROWS * ROW_BYTES / 16 / 128; ++k) {
                     uint4 *chunk = reinterpret_cast<uint4 *>(rows + (k * 128 + (tid - 128 * wg)) * 16);
@@ -856,7 +898,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 }
             }
             fence_proxy_async();
-            warpgroup_bar(1 + cw);
+            if constexpr (C::SPLIT > 1)
+                named_bar_sync(C::PP_BAR0 + rg, 128 * C::SPLIT);
+            else
+                warpgroup_bar(1 + cw);
         }
 
         float o[D / 2];
@@ -891,7 +936,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         };
 
         if constexpr (!C::OVERLAP) {
-            for (int j = 0; j < w.n_kv; ++j) {
+            for (int j = ks; j < w.n_kv; j += C::SPLIT) {
                 const int ij = it + j;
                 mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
                 wgmma_fence();
@@ -923,16 +968,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
           // empty turns (slot `first` too unless it was taken already), and every
           // block from `first` on released as soon as it has landed (after the
           // turn is passed, so a wait never holds a turn).
+          // (SPLIT: this split's blocks.)
           auto idle_slots = [&](int first, bool first_taken) {
               settle_q();
-              const int n_kv = tile_again().n_kv;
+              const int n_kv = n_mine(tile_again().n_kv);
               for (int j = first; j <= n_kv; ++j) {
                   if (j > first || !first_taken) {
                       take_turn();
                       pass_turn();
                   }
                   if (j < n_kv) {
-                      const int is = it + j;
+                      const int is = it + blk(j);
                       mbar_wait(bar_full_k + 8 * (is % STAGES), parity(is));
                       release_k(is);
                       mbar_wait(bar_full_v + 8 * (is % STAGES), parity(is));
@@ -941,23 +987,25 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               }
           };
           // Slots 0 .. n of this warpgroup's first n >= 1 blocks of the tile: S_0;
-          // S_j with P_{j-1} V_{j-1} for j = 1 .. n-1; the last P V.
+          // S_j with P_{j-1} V_{j-1} for j = 1 .. n-1; the last P V.  (SPLIT:
+          // block j of the loop is the tile's blk(j).)
           auto run_blocks = [&](const int n) {
-              mbar_wait(bar_full_k + 8 * (it % STAGES), parity(it));
+              const int i0 = it + blk(0);
+              mbar_wait(bar_full_k + 8 * (i0 % STAGES), parity(i0));
               take_turn();
               wgmma_fence();
-              issue_s<T, C>(sc, dq, desc_k(it));
+              issue_s<T, C>(sc, dq, desc_k(i0));
               wgmma_commit();
               pass_turn();
               wgmma_wait<0>();
               fence_regs(sc);
-              release_k(it);
+              release_k(i0);
               settle_q();
               if (n == 1) release_q(qb);
-              mask_and_softmax(0);  // O is still zero: nothing to rescale
+              mask_and_softmax(blk(0));  // O is still zero: nothing to rescale
               pack_p<T, BN>(sc, pf);
               for (int j = 1; j < n; ++j) {
-                  const int ik = it + j, iv = it + j - 1;
+                  const int ik = it + blk(j), iv = it + blk(j - 1);
                   // Both waits and both descriptors before the fence: nothing but
                   // wgmma may define a wgmma input between the fence and the commits,
                   // or ptxas serializes them.  V_{j-1} landed long before K_j.
@@ -977,7 +1025,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   fence_regs(sc);
                   release_k(ik);
                   if (j == n - 1) release_q(qb);
-                  const bool moved = mask_and_softmax(j);
+                  const bool moved = mask_and_softmax(blk(j));
                   sink_rows();
                   wgmma_wait<0>();
                   fence_regs(o);
@@ -990,7 +1038,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   if (moved) rescale_o<D>(o, alpha);
                   pack_p<T, BN>(sc, pf);
               }
-              const int il = it + n - 1;
+              const int il = it + blk(n - 1);
               mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
               const uint64_t dv = desc_v(il);
               fence_regs(o);
@@ -1010,7 +1058,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // does not divide Sq: 1024 = 5 x 192 + 64) only passes its turns:
             // 16x16x1024x64 with three consumers went from 386 to 395 TFLOP/s.
             if (wg_row0 < p.Sq) {
-                run_blocks(w.n_kv);
+                // SPLIT: a split with no block of the tile (causal) keeps O = 0, l = 0.
+                const int n = n_mine(w.n_kv);
+                if (C::SPLIT == 1 || n > 0) run_blocks(n);
             } else {
                 release_q(qb, true);  // no S GEMM of this warpgroup reads Q, nor does it store O
                 idle_slots(0, false);
@@ -1033,6 +1083,48 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         const work_tile we = tile_again();
         it += we.n_kv;
 
+        if constexpr (C::SPLIT > 1) {
+            // ---- merge the key splits: split 0 takes the others' partial O, maxima
+            // and sums from shared memory (thread for thread: the same rows and
+            // columns), rescales both to the larger maximum and adds; then it
+            // alone writes the tile.  l is still this thread's quarter of the row.
+            float4 *const part = reinterpret_cast<float4 *>(q_tile - C::Q_OFF + C::PART_OFF) + (threadIdx.x & 127);
+            constexpr int F4 = C::PART_F4;
+            if (ks > 0) {
+                float4 *const mine = part + ((ks - 1) * C::ROWG + rg) * F4 * 128;
+#pragma unroll
+                for (int k = 0; k < D / 8; ++k) mine[k * 128] = make_float4(o[4 * k], o[4 * k + 1], o[4 * k + 2], o[4 * k + 3]);
+                mine[(F4 - 1) * 128] = make_float4(m_run[0], m_run[1], l_run[0], l_run[1]);
+                named_bar_arrive(C::PP_BAR0 + rg, 128 * C::SPLIT);
+                break;
+            }
+            named_bar_sync(C::PP_BAR0 + rg, 128 * C::SPLIT);
+#pragma unroll
+            for (int sp = 1; sp < C::SPLIT; ++sp) {
+                const float4 *const theirs = part + ((sp - 1) * C::ROWG + rg) * F4 * 128;
+                const float4 ml = theirs[(F4 - 1) * 128];
+                const float m_o[2] = {ml.x, ml.y}, l_o[2] = {ml.z, ml.w};
+                float a_me[2], a_o[2];
+#pragma unroll
+                for (int hf = 0; hf < 2; ++hf) {
+                    const float m_new = fmaxf(m_run[hf], m_o[hf]);
+                    const float ms = (m_new == -INFINITY) ? 0.f : m_new;  // as in softmax_block
+                    a_me[hf] = fast_exp2(m_run[hf] - ms);
+                    a_o[hf] = fast_exp2(m_o[hf] - ms);
+                    m_run[hf] = m_new;
+                    l_run[hf] = l_run[hf] * a_me[hf] + l_o[hf] * a_o[hf];
+                }
+#pragma unroll
+                for (int k = 0; k < D / 8; ++k) {
+                    const float4 v = theirs[k * 128];
+                    o[4 * k + 0] = o[4 * k + 0] * a_me[0] + v.x * a_o[0];
+                    o[4 * k + 1] = o[4 * k + 1] * a_me[0] + v.y * a_o[0];
+                    o[4 * k + 2] = o[4 * k + 2] * a_me[1] + v.z * a_o[1];
+                    o[4 * k + 3] = o[4 * k + 3] * a_me[1] + v.w * a_o[1];
+                }
+            }
+        }
+
         // ---- epilogue: normalize, write O and lse ----
         T *og = static_cast<T *>(p.o) + we.b * p.os[0] + we.h * p.os[1];
         float inv[2];
@@ -1047,7 +1139,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
                 p.lse[we.b * p.lse_sb + we.h * p.lse_sh + row] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
         }
-        const int wrow = cw * WG_ROWS + wq * 16;  // this warp's first row in the tile
+        const int wrow = rg * WG_ROWS + wq * 16;  // this warp's first row in the tile
         // Chunk c (16 bytes) of tile row r of a [CB][BM][64] buffer: column block c/8,
         // chunk (c%8) ^ (r%8) of its 128-byte row.  That is the 128B swizzle of a TMA
         // box, and the 8 rows of one store land in 8 distinct bank groups.
@@ -1072,11 +1164,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // out of the map and not written.  The swizzle only sees a row mod 8, so
             // the warpgroup's rows stage from their own first row.
             if (wg_row0 < p.Sq) {
-                stage_o(q_tile + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES, wq * 16);
+                stage_o(q_tile + qb * C::Q_BYTES + rg * WG_ROWS * ROW_BYTES, wq * 16);
                 fence_proxy_async();
                 warpgroup_bar(1 + cw);
                 if ((threadIdx.x & 127) == 0) {
-                    const uint32_t src = sQ + qb * C::Q_BYTES + cw * WG_ROWS * ROW_BYTES;
+                    const uint32_t src = sQ + qb * C::Q_BYTES + rg * WG_ROWS * ROW_BYTES;
 #pragma unroll
                     for (int cb = 0; cb < CB; ++cb)
                         tma_store_4d(&tm_o, src + cb * BM * ROW_BYTES, cb * COL_BLOCK, wg_row0, we.h, we.b);
@@ -1365,6 +1457,23 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
 }
 
+// Split-KV configs (SPLIT > 1, one tile per CTA, no turns) at D = 64: NC
+// consumers, SPLIT key splits, MINB CTAs per SM, BN, STAGES, OVERLAP.  At
+// D = 128 each is m64_kv2's geometry (64 rows, two splits of 128-key blocks,
+// overlapped): with 64 accumulator registers for O, four consumers' 112
+// registers spill, and two CTAs' merge areas do not fit an SM.
+template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64>
+static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
+{
+    if (a->D == 64)
+        return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB>,
+                            SCHED_ALL>(a, s, err);
+    if (a->D == 128)
+        return launch_dtype<tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED_ALL>(a, s,
+                                                                                                              err);
+    return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
+}
+
 // X(name, consumer warpgroups NC (BM = 64 NC), BN and STAGES at D = 64, BN
 // and STAGES at D = 128, OVERLAP, PINGPONG, PERSIST, OWN, SINK, TMA_O), with the reason.  Names
 // are BMxBN_sSTAGES when one geometry serves both head dims; the m64/m192
@@ -1399,6 +1508,16 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m128_pp_persist_tmao", 2, 128, 4, 128, 2, true, true, true, false, true, true)                            \
     X("m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)
 
+// X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP) at D = 64: launch_split's.
+#define AB_WGMMA_SPLIT_CONFIGS(X)                                                  \
+    /* 12: 64 rows, two key splits of 128-key blocks, overlapped: a latency-bound */ \
+    /*     launch with fewer tiles than SMs (1x8x512) gets two warpgroups per tile */  \
+    X("m64_kv2", 2, 2, 1, 128, 4, true)                                              \
+    /* 13: as 12 with two CTAs per SM (104 registers per consumer: 64-key blocks, */  \
+    /*     not overlapped, which spilled): also where there are more 64-row tiles */  \
+    /*     than SMs (4x8x512: 256); run 42: 1x8x512x64 52.6 against 52.1 */         \
+    X("m64_kv2_x2", 2, 2, 2, 64, 4, false)
+
 #ifdef AB_WGMMA_EXPERIMENTS
 // Experiment builds (ATTNBENCH_NVCC_FLAGS=-DAB_WGMMA_EXPERIMENTS): configs of
 // the list above with a host-side schedule switched off, timed side by side.
@@ -1422,22 +1541,34 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 #endif
 
 #define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) NAME,
+#define AB_WGMMA_SPLIT_NAME(NAME, ...) NAME,
 static constexpr const char *wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)
-                                                                  AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_NAME)};
+                                                                  AB_WGMMA_SPLIT_CONFIGS(AB_WGMMA_SPLIT_NAME)
+                                                                      AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_NAME)};
+#undef AB_WGMMA_SPLIT_NAME
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
 
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
 #define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) \
     launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ##__VA_ARGS__>,
-static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)};
+#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV) launch_split<NC, SPLIT, MINB, BN, ST, OV>,
+static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_SPLIT_CONFIGS(AB_WGMMA_SPLIT_FN)
+                                                AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)};
+#undef AB_WGMMA_SPLIT_FN
 #undef AB_WGMMA_FN
 
 // "auto": the config that measured fastest for the case's class, side by side
-// on an H200 (benchmarks/NOTES.md, "Kernels II", seventh session, run 35;
-// TFLOP/s, bf16 unless said, against SDPA's cuDNN backend in the same call):
+// on an H200 (benchmarks/NOTES.md, "Kernels II", seventh session, run 35, and
+// eighth, run 42; TFLOP/s, bf16 unless said, against SDPA's cuDNN backend
+// in the same call):
 //   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
-//     m64_ov, twice the CTAs (third session, run 14: 1x8x512x64 53.8 against 47)
+//     D=64: m64_kv2_x2, two key splits per 64-row tile, two CTAs per SM
+//       (eighth session, run 42, bf16: 1x8x512 52.6 against m64_ov 50.1 and
+//       cuDNN 45.2, causal 26.6 / 25.0 / 22.0; 4x8x512 162.5 / 161.3 / 164.1,
+//       causal 90.4 / 87.4 / 80.9; fp16 the same order)
+//     D=128: m64_ov, twice the CTAs (third session, run 14: 1x8x512x64 53.8
+//       against 47; run 42: 1x8x512x128 80.9 against m64_kv2 80.3)
 //   D=64: m192_pp_persist_tmao (non-causal 16x16x1024: 437 against 429,
 //     m128_pp_persist_tmao 380; 2x16x8192: 507 against 487; causal 16x16x1024:
 //     305 against 319, the m128 configs 304-307, level within the noise;
@@ -1457,7 +1588,8 @@ enum {
     CFG_M192_PERSIST_OWN = 8,
     CFG_M192_PERSIST_OWN_NOSINK = 9,
     CFG_M128_PERSIST_TMAO = 10,
-    CFG_M192_PERSIST_TMAO = 11
+    CFG_M192_PERSIST_TMAO = 11,
+    CFG_M64_KV2_X2 = 13
 };
 
 // auto_config's indices name the configs it means (the list above is positional).
@@ -1467,7 +1599,8 @@ constexpr bool same_name(const char *a, const char *b)
 }
 static_assert(same_name(wgmma_config_names[CFG_M64], "m64_ov") &&
                   same_name(wgmma_config_names[CFG_M128_PERSIST_TMAO], "m128_pp_persist_tmao") &&
-                  same_name(wgmma_config_names[CFG_M192_PERSIST_TMAO], "m192_pp_persist_tmao"),
+                  same_name(wgmma_config_names[CFG_M192_PERSIST_TMAO], "m192_pp_persist_tmao") &&
+                  same_name(wgmma_config_names[CFG_M64_KV2_X2], "m64_kv2_x2"),
               "auto_config's CFG_ indices and AB_WGMMA_CONFIGS disagree");
 
 static int auto_config(const ab_attn_args *a)
@@ -1476,7 +1609,7 @@ static int auto_config(const ab_attn_args *a)
     ab_error ignored;
     if (sm_count(&sms, &ignored) != 0) sms = 132;
     const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
-    if (tiles128 < sms) return CFG_M64;
+    if (tiles128 < sms) return a->D == 64 ? CFG_M64_KV2_X2 : CFG_M64;
     return a->D == 64 ? CFG_M192_PERSIST_TMAO : CFG_M128_PERSIST_TMAO;
 }
 
