@@ -1506,14 +1506,17 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*    few shared stores and one bulk store per column block instead of D/4 global stores per */              \
     /*    thread (8x16x2048x128 causal: m192 444 -> 492 TFLOP/s; at D=64 m128 loses 1%) */                       \
     X("m128_pp_persist_tmao", 2, 128, 4, 128, 2, true, true, true, false, true, true)                            \
-    X("m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)
+    X("m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)                            \
+    /* 12: as 11 with each consumer's own K/V extent (OWN): causal D=64 (eighth session, run 43, bf16: */    \
+    /*     16x16x1024 316.7 against 300.0, cuDNN 317.5; 2x16x8192 512.7 against 482.7) */                   \
+    X("m192_pp_persist_own_tmao", 3, 128, 4, 64, 3, true, true, true, true, true, true)
 
 // X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP) at D = 64: launch_split's.
 #define AB_WGMMA_SPLIT_CONFIGS(X)                                                  \
-    /* 12: 64 rows, two key splits of 128-key blocks, overlapped: a latency-bound */ \
+    /* 13: 64 rows, two key splits of 128-key blocks, overlapped: a latency-bound */ \
     /*     launch with fewer tiles than SMs (1x8x512) gets two warpgroups per tile */  \
     X("m64_kv2", 2, 2, 1, 128, 4, true)                                              \
-    /* 13: as 12 with two CTAs per SM (104 registers per consumer: 64-key blocks, */  \
+    /* 14: as 13 with two CTAs per SM (104 registers per consumer: 64-key blocks, */  \
     /*     not overlapped, which spilled): also where there are more 64-row tiles */  \
     /*     than SMs (4x8x512: 256); run 42: 1x8x512x64 52.6 against 52.1 */         \
     X("m64_kv2_x2", 2, 2, 2, 64, 4, false)
@@ -1560,7 +1563,7 @@ static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGM
 
 // "auto": the config that measured fastest for the case's class, side by side
 // on an H200 (benchmarks/NOTES.md, "Kernels II", seventh session, run 35, and
-// eighth, run 42; TFLOP/s, bf16 unless said, against SDPA's cuDNN backend
+// eighth, runs 42-43; TFLOP/s, bf16 unless said, against SDPA's cuDNN backend
 // in the same call):
 //   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
 //     D=64: m64_kv2_x2, two key splits per 64-row tile, two CTAs per SM
@@ -1569,10 +1572,12 @@ static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGM
 //       causal 90.4 / 87.4 / 80.9; fp16 the same order)
 //     D=128: m64_ov, twice the CTAs (third session, run 14: 1x8x512x64 53.8
 //       against 47; run 42: 1x8x512x128 80.9 against m64_kv2 80.3)
-//   D=64: m192_pp_persist_tmao (non-causal 16x16x1024: 437 against 429,
-//     m128_pp_persist_tmao 380; 2x16x8192: 507 against 487; causal 16x16x1024:
-//     305 against 319, the m128 configs 304-307, level within the noise;
-//     8x16x2048: 400 against 375, m128_pp_persist_tmao 362)
+//   D=64 non-causal: m192_pp_persist_tmao (16x16x1024: 437 against 429,
+//     m128_pp_persist_tmao 380; 2x16x8192: 507 against 487)
+//   D=64 causal: m192_pp_persist_own_tmao (run 43: 16x16x1024 316.7 against
+//     317.5, m192_pp_persist_tmao 300.0, m128_pp_persist_tmao 304.3;
+//     8x16x2048 417.6 against 376.4, 396.0, 363.2; 2x16x8192 512.7 against
+//     422.4, 482.7, 405.2)
 //   D=128: m128_pp_persist_tmao (non-causal 8x16x2048: 635 against 624,
 //     m192_pp_persist_tmao 612; 1x16x16384: 682 against 650; fp16 the same
 //     order; causal 8x16x2048: 551 against 474, m192_pp_persist_tmao 519;
@@ -1589,7 +1594,8 @@ enum {
     CFG_M192_PERSIST_OWN_NOSINK = 9,
     CFG_M128_PERSIST_TMAO = 10,
     CFG_M192_PERSIST_TMAO = 11,
-    CFG_M64_KV2_X2 = 13
+    CFG_M192_PERSIST_OWN_TMAO = 12,
+    CFG_M64_KV2_X2 = 14
 };
 
 // auto_config's indices name the configs it means (the list above is positional).
@@ -1600,6 +1606,7 @@ constexpr bool same_name(const char *a, const char *b)
 static_assert(same_name(wgmma_config_names[CFG_M64], "m64_ov") &&
                   same_name(wgmma_config_names[CFG_M128_PERSIST_TMAO], "m128_pp_persist_tmao") &&
                   same_name(wgmma_config_names[CFG_M192_PERSIST_TMAO], "m192_pp_persist_tmao") &&
+                  same_name(wgmma_config_names[CFG_M192_PERSIST_OWN_TMAO], "m192_pp_persist_own_tmao") &&
                   same_name(wgmma_config_names[CFG_M64_KV2_X2], "m64_kv2_x2"),
               "auto_config's CFG_ indices and AB_WGMMA_CONFIGS disagree");
 
@@ -1610,7 +1617,8 @@ static int auto_config(const ab_attn_args *a)
     if (sm_count(&sms, &ignored) != 0) sms = 132;
     const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
     if (tiles128 < sms) return a->D == 64 ? CFG_M64_KV2_X2 : CFG_M64;
-    return a->D == 64 ? CFG_M192_PERSIST_TMAO : CFG_M128_PERSIST_TMAO;
+    if (a->D == 64) return a->causal ? CFG_M192_PERSIST_OWN_TMAO : CFG_M192_PERSIST_TMAO;
+    return CFG_M128_PERSIST_TMAO;
 }
 
 static const int wgmma_head_dims[] = {64, 128};

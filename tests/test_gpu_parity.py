@@ -160,7 +160,7 @@ def test_fast_kernel_negative_scale(impl):
 # they must follow its strides and write nothing past Sq or outside its heads.  72 x 2 heads of 300 rows
 # are 432 tiles of 128 rows (288 of 192), more than an H200's 132 SMs, so the Q buffers (O's staging) are
 # reused from tile to tile.
-@pytest.mark.parametrize("config", ["m128_pp_persist_tmao", "m192_pp_persist_tmao"])
+@pytest.mark.parametrize("config", ["m128_pp_persist_tmao", "m192_pp_persist_tmao", "m192_pp_persist_own_tmao"])
 @pytest.mark.parametrize("dtype,D,causal,scale", [("float16", 64, False, None), ("bfloat16", 128, True, -0.1)])
 def test_wgmma_tma_store_into_a_strided_view(config, dtype, D, causal, scale):
     import torch
@@ -189,7 +189,7 @@ def test_wgmma_tma_store_into_a_strided_view(config, dtype, D, causal, scale):
 # Both shapes have more tiles than an H200's 132 SMs, so CTAs draw real ranks: 160 heads x 2 query
 # blocks (every block in the head-major heavy share), and 40 heads x 1024 rows (8 or 6 query blocks, of
 # which 6 or 5 are heavy: the light rest comes after, across heads).
-@pytest.mark.parametrize("config", ["m128_pp_persist", "m192_pp_persist_tmao"])
+@pytest.mark.parametrize("config", ["m128_pp_persist", "m192_pp_persist_own_tmao"])
 @pytest.mark.parametrize("H,S", [(160, 256), (40, 1024)])
 def test_wgmma_dynamic_schedule_over_many_launches(config, H, S):
     import torch
