@@ -4,15 +4,17 @@
 // mbarriers) into 128B-swizzled shared memory, warp specialization.
 //
 // One thread block of 1 + NC warpgroups computes BM = 64 NC query rows of one
-// (batch, head) at a time:
+// (batch, head) at a time (64 NC / SPLIT with split-KV tiles, below):
 //   warpgroup 0, the producer, drops to PRODUCER_REGS registers (setmaxnreg)
 //     and one of its threads issues every TMA load: Q, then K and V blocks of
 //     BN keys into a STAGES-deep ring.  full_k/full_v mbarriers complete when
 //     a block's bytes have landed; empty_k (empty_v) completes when every
-//     consumer warp is done with a K (V) slot: K right after its S GEMM, V
-//     after its P V GEMM, so the next K loads an iteration earlier.
+//     consumer warp that reads the slot (SPLIT: one key split's) is done with
+//     a K (V) slot: K right after its S GEMM, V after its P V GEMM, so the
+//     next K loads an iteration earlier.
 //   warpgroups 1..NC, the consumers, rise to CONSUMER_REGS registers and own
-//     64 query rows each.  Per K/V block: S = Q K^T by wgmma with both
+//     64 query rows each (SPLIT: the splits of a row group share its rows and
+//     take every SPLIT-th block).  Per K/V block: S = Q K^T by wgmma with both
 //     operands in shared memory (K-major descriptors), online softmax on the
 //     fp32 accumulators in registers (ex2 with scale*log2(e) folded in), P
 //     packed to fp16/bf16 in registers, where the accumulator layout already
@@ -105,7 +107,7 @@ constexpr int COL_BLOCK = 64;  // elements of one 128-byte row
 constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's M)
 
 // One kernel variant.  NC consumer warpgroups of 64 query rows each (BM =
-// 64 NC), BN keys per K/V block, a STAGES-deep K/V ring, and the schedule:
+// 64 NC / SPLIT), BN keys per K/V block, a STAGES-deep K/V ring, and the schedule:
 //   OVERLAP  the next S GEMM and this block's P V in flight during the softmax
 //   PP       ping-pong: the consumers issue their GEMMs by turns (round robin
 //            on named barriers), so one's softmax runs under the others' GEMMs
@@ -132,6 +134,13 @@ struct tile_cfg {
     static_assert(SPLIT >= 1 && NC_ % SPLIT == 0, "every key split has the same row groups");
     static_assert(SPLIT == 1 || (!PERSIST_ && !PP_ && !OWN_),
                   "split tiles are one per CTA, without turns or per-consumer extents");
+    // Ring slot s then only ever holds blocks of split s % SPLIT, so each split
+    // waits on a slot's full barrier only after it released the slot's previous
+    // round.  Otherwise a split could pass a wait of parity p on a barrier still
+    // in the phase before (try_wait.parity reads that as complete) and read a
+    // block that has not landed.  (STAGES = SPLIT leaves a split one slot: no
+    // prefetch past its own S GEMM; only the D = 128 split geometry does that.)
+    static_assert(STAGES_ % SPLIT_ == 0, "each ring slot belongs to one key split");
     static constexpr bool OVERLAP = OVERLAP_;
     static constexpr bool PINGPONG = PP_ && NC_ > 1;
     static constexpr bool PERSIST = PERSIST_;
@@ -141,7 +150,9 @@ struct tile_cfg {
     static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
     static_assert(NC >= 1 && NC <= 4, "one to four consumer warpgroups");
     // Named barriers: 0 is __syncthreads; 1 + c is consumer c's own (128
-    // threads); PP_BAR0 + c is consumer c's ping-pong turn (256 threads).
+    // threads); PP_BAR0 + c is consumer c's ping-pong turn (256 threads), or
+    // with SPLIT, PP_BAR0 + rg is row group rg's (128 SPLIT threads: negate_q's
+    // sync, then the merge).
     static constexpr int PP_BAR0 = 1 + NC;
     static constexpr int THREADS = 128 * (1 + NC);
     // One consumer: two CTAs share an SM (latency-bound shapes get twice the CTAs).
@@ -160,6 +171,9 @@ struct tile_cfg {
     static constexpr int CTA_REGS = (65536 / (MIN_BLOCKS * THREADS)) / 8 * 8 * THREADS;
     static constexpr int CONSUMER_REGS = std::min(240, (CTA_REGS / 128 - PRODUCER_REGS) / NC / 8 * 8);
     static_assert(128 * (PRODUCER_REGS + NC * CONSUMER_REGS) <= CTA_REGS, "the CTA's registers");
+    // setmaxnreg.dec (inc) may only lower (raise) a warp's count from the launch's.
+    static_assert(PRODUCER_REGS <= CTA_REGS / THREADS && CONSUMER_REGS >= CTA_REGS / THREADS,
+                  "setmaxnreg moves registers from the producer to the consumers");
     static constexpr int CB = D / COL_BLOCK;  // column blocks per row
     static constexpr uint32_t Q_BYTES = BM * D * 2;
     static constexpr uint32_t KV_BYTES = BN * D * 2;  // one K or V block
@@ -775,7 +789,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     regs_inc<C::CONSUMER_REGS>();
     __shared__ float2 sink_slots[C::SMEM_STATIC / 8];  // written by sink_rows, never read
     const uint32_t sink = smem_u32(sink_slots);
-    // Consumer warpgroup: query rows cw*64 .. cw*64+63 of the tile.  Broadcast
+    // Consumer warpgroup cw (rows cw*64 .. cw*64+63 of the tile; SPLIT: rg's).  Broadcast
     // from lane 0, so that ptxas knows it is warp-uniform and keeps what derives
     // from it (the OWN loop bound, the idle branch) on the uniform datapath: the
     // main loops got 2-10% shorter (686 against 700 SASS instructions for
@@ -1053,9 +1067,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               release_v(il);
           };
           if constexpr (!C::OWN) {
-            // Every consumer computes all of the tile's blocks, except that a
-            // warpgroup whose rows all lie past Sq (the last tile of a head when BM
-            // does not divide Sq: 1024 = 5 x 192 + 64) only passes its turns:
+            // Every consumer computes all of the tile's blocks (SPLIT: its
+            // split's), except that a warpgroup whose rows all lie past Sq (the
+            // last tile of a head when BM does not divide Sq: 1024 = 5 x 192 +
+            // 64) only passes its turns:
             // 16x16x1024x64 with three consumers went from 386 to 395 TFLOP/s.
             if (wg_row0 < p.Sq) {
                 // SPLIT: a split with no block of the tile (causal) keeps O = 0, l = 0.
@@ -1191,7 +1206,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             }
         } else {
             // Stage this warpgroup's rows in its Q rows, then 16-byte stores.
-            // All four warps' GEMMs (the last readers of these Q rows) are complete.
+            // All four warps' GEMMs (the last readers of these Q rows) are complete
+            // (SPLIT: the other splits' too, by the merge's barrier).
             warpgroup_bar(1 + cw);
             stage_o(q_tile, wrow);
             __syncwarp();  // each warp reads back only the 16 rows it wrote
@@ -1570,8 +1586,9 @@ static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGM
 //       (eighth session, run 42, bf16: 1x8x512 52.6 against m64_ov 50.1 and
 //       cuDNN 45.2, causal 26.6 / 25.0 / 22.0; 4x8x512 162.5 / 161.3 / 164.1,
 //       causal 90.4 / 87.4 / 80.9; fp16 the same order)
-//     D=128: m64_ov, twice the CTAs (third session, run 14: 1x8x512x64 53.8
-//       against 47; run 42: 1x8x512x128 80.9 against m64_kv2 80.3)
+//     D=128: m64_ov, twice the CTAs (1x8x512x128, run 42: 80.9 against
+//       m64_kv2 80.3 and cuDNN 75.7; run 46: 81.2 against m64_kv2_x2 77.9,
+//       m128_pp_persist_tmao 73.9 and 128x128_s2 72.2)
 //   D=64 non-causal: m192_pp_persist_tmao (16x16x1024: 437 against 429,
 //     m128_pp_persist_tmao 380; 2x16x8192: 507 against 487)
 //   D=64 causal: m192_pp_persist_own_tmao (run 43: 16x16x1024 316.7 against
