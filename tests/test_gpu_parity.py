@@ -65,11 +65,12 @@ def _backend_error(q, k, v, causal, truth):
     return best
 
 
-def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0, vs_backends=False):
+def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0, vs_backends=False, config=None):
     import torch
     q, k, v = _inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed)
     out = torch.full((B, Hq, Sq, D), float("nan"), device="cuda", dtype=q.dtype)
-    o, lse = attnbench.attention(q, k, v, causal=causal, scale=scale, impl=impl, out=out, return_lse=True)
+    o, lse = attnbench.attention(q, k, v, causal=causal, scale=scale, impl=impl, out=out, return_lse=True,
+                                 config=config)
     truth = _truth(q, k, v, causal, scale)
     r = attnbench.check_close(o.float().cpu().numpy(), truth.cpu().numpy(), atol=ATOL[dtype], rtol=RTOL[dtype])
     assert r["passed"], (impl, dtype, D, causal, Sq, Sk, Hq, Hkv, r)
@@ -208,6 +209,23 @@ def test_wgmma_dynamic_schedule_over_many_launches(config, H, S):
         attnbench.attention(q, k, v, causal=True, impl="wgmma", config=config, out=out)
         differing += (out != first).sum()
     assert int(differing) == 0
+
+
+# wgmma's split-KV configs merge their key splits' partial O, maxima and sums in shared memory.  A split
+# may own no block at all (causal first tiles; Sk within one block), and a negative scale negates Q once
+# for all of a row group's splits.  Out and lse, for both configs at both head dims (D=128 runs one
+# geometry for both), against fp32 / fp64 truth.
+@pytest.mark.parametrize("config", ["m64_kv2", "m64_kv2_x2"])
+@pytest.mark.parametrize("dtype,D", [("bfloat16", 64), ("float16", 64), ("bfloat16", 128)])
+@pytest.mark.parametrize("Sq,Sk,causal,scale", [(65, 65, True, -0.2), (200, 1, False, None), (130, 900, True, 0.3),
+                                                (96, 300, False, -0.1), (300, 64, True, None)])
+def test_wgmma_split_kv_merge(config, dtype, D, Sq, Sk, causal, scale):
+    import torch
+    q, k, v = _inputs(dtype, 1, 2, 2, Sq, Sk, D, 0)
+    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, scale)
+    if why is not None:
+        pytest.skip(why)
+    _check("wgmma", dtype, D, causal, Sq, Sk, 6, 2, B=2, scale=scale, seed=Sq + Sk, config=config)
 
 
 def test_naive_custom_scale_and_fp32():
