@@ -80,7 +80,6 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <algorithm>
-#include <type_traits>
 #include <stdlib.h>  // calloc for pick_rotation
 #include <string.h>  // memset
 
@@ -1462,15 +1461,21 @@ template <typename C, int SCHED> static int launch_dtype(const ab_attn_args *a, 
     return ab_set_error(err, "wgmma: dtype %d not supported (float16, bfloat16)", (int)a->dtype);
 }
 
+// A config's kernel variant at D = 64 (C64) or D = 128 (C128).
+template <typename C64, typename C128, int SCHED>
+static int launch_head_dim(const ab_attn_args *a, cudaStream_t s, ab_error *err)
+{
+    if (a->D == 64) return launch_dtype<C64, SCHED>(a, s, err);
+    if (a->D == 128) return launch_dtype<C128, SCHED>(a, s, err);
+    return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
+}
+
 template <int NC, int BN64, int ST64, int BN128, int ST128, bool OV, bool PP, bool PERS, bool OWN, bool SINK,
           bool TMA_O, int SCHED = SCHED_ALL>
 static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64)
-        return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN, SINK, TMA_O>, SCHED>(a, s, err);
-    if (a->D == 128)
-        return launch_dtype<tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O>, SCHED>(a, s, err);
-    return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
+    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV, PP, PERS, OWN, SINK, TMA_O>,
+                           tile_cfg<128, NC, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O>, SCHED>(a, s, err);
 }
 
 // Split-KV configs (SPLIT > 1, one tile per CTA, no turns) at D = 64: NC
@@ -1481,13 +1486,9 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64>
 static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    if (a->D == 64)
-        return launch_dtype<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB>,
-                            SCHED_ALL>(a, s, err);
-    if (a->D == 128)
-        return launch_dtype<tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED_ALL>(a, s,
-                                                                                                              err);
-    return ab_set_error(err, "wgmma: head dim %d not supported (64, 128)", a->D);
+    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB>,
+                           tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED_ALL>(a, s,
+                                                                                                          err);
 }
 
 // X(name, consumer warpgroups NC (BM = 64 NC), BN and STAGES at D = 64, BN
