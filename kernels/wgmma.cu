@@ -226,6 +226,7 @@ struct kparams {
     int ticket;        // persistent: this launch's counter in tickets[] and rows of mailboxes[]
     int dynamic;       // persistent: ranks drawn from the counter (else the static order)
     float scale_log2;  // |scale| * log2(e): scores go straight into ex2
+    float slack;       // how far (log2 units) a block's max may pass the running max before O is rescaled
     int negate_q;      // scale < 0: Q is negated in shared memory once
     int causal;
 };
@@ -551,11 +552,19 @@ __device__ __forceinline__ void mask_block(float (&sc)[BN / 2], int key0, int Sk
 
 // Online softmax of one S block, in place: new running maxima (scaled), S
 // becomes P = exp2(S * sl2 - max), row sums, and alpha, the factor for O and
-// l.  Returns whether O needs rescaling (warp-uniform): once the maxima
-// settle, most blocks leave them unchanged.
+// l.  Returns whether O needs rescaling (warp-uniform).
+//
+// A row's running max moves only when the block's max exceeds it by more
+// than `slack` (log2 units, kparams::slack).  Until then P is taken against
+// the stale max, so P <= 2^slack: fp16/bf16 P and the fp32 O and l hold that
+// with room to spare, and O / l and m + log2 l come out the same, since every
+// term of a row shares one max.  The max that is used is a real element's
+// scaled score (P = 1 there), so l >= 1 still.  With slack = 0 this is the
+// exact running max; with slack > 0 O is rescaled almost only at a row's
+// first block.
 template <int BN>
 __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
-                                              float (&alpha)[2], float sl2)
+                                              float (&alpha)[2], float sl2, float slack)
 {
     bool moved = false;
 #pragma unroll
@@ -565,12 +574,14 @@ __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run
         for (int nt = 0; nt < BN / 8; ++nt) mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m_run[hf], mx * sl2);
+        // -inf + slack is -inf: a row's first unmasked block always moves it.
+        const bool up = mx * sl2 > m_run[hf] + slack;
+        const float m_new = up ? mx * sl2 : m_run[hf];
         // A row masked so far has max -inf: subtract 0 instead so that exp2
         // gives 0 rather than NaN.
         const float ms = (m_new == -INFINITY) ? 0.f : m_new;
-        alpha[hf] = fast_exp2(m_run[hf] - ms);  // exactly 1 when the max holds
-        moved |= alpha[hf] != 1.f;
+        alpha[hf] = up ? fast_exp2(m_run[hf] - ms) : 1.f;
+        moved |= up;
         m_run[hf] = m_new;
         float sum = 0.f;
 #pragma unroll
@@ -934,7 +945,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             const int first_row = row_lo - (int)(((threadIdx.x & 127) >> 5) * 16 + ((threadIdx.x & 31) >> 2));
             if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row))
                 mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
-            return softmax_block<BN>(sc, m_run, l_run, alpha, sl2);
+            return softmax_block<BN>(sc, m_run, l_run, alpha, sl2, p.slack);
         };
         // Pins the wait for P_{j-1} V_{j-1} below the softmax of S_j.  ptxas hoists
         // a lone wgmma wait to the top of its basic block, which put it before the
@@ -1391,7 +1402,11 @@ static int next_ticket()
 //   SCHED_STATIC     causal: the static snake order over heaviest-first ranks
 //   SCHED_DYN_NC     non-causal: dynamic hand-out of the head-major ranks
 //   sched_heavy(p)   causal: the head-major share p% (default HEAVY_PCT)
-enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4 };
+//   SCHED_EXACT_MAX  the exact running max (slack 0: O rescaled whenever a row's max rises)
+enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4, SCHED_EXACT_MAX = 8 };
+// softmax_block's slack (log2 units): the running max is kept until a block's
+// max passes it by more than 8, so P <= 256.
+constexpr float RESCALE_SLACK = 8.f;
 constexpr int HEAVY_PCT = 70;
 constexpr int sched_heavy(int pct) { return (pct + 1) << 8; }
 constexpr int sched_heavy_pct(int sched) { return (sched >> 8) ? (sched >> 8) - 1 : HEAVY_PCT; }
@@ -1414,6 +1429,7 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.n_mblocks = ceil_div(a->Sq, C::BM);
     p.scale_log2 = fabsf(a->scale) * 1.4426950408889634f;
     p.negate_q = a->scale < 0.f;
+    p.slack = (SCHED & SCHED_EXACT_MAX) ? 0.f : RESCALE_SLACK;
     p.causal = a->causal;
 
     const long long work = (long long)p.n_mblocks * a->B * a->Hq;
@@ -1483,12 +1499,11 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 // D = 128 each is m64_kv2's geometry (64 rows, two splits of 128-key blocks,
 // overlapped): with 64 accumulator registers for O, four consumers' 112
 // registers spill, and two CTAs' merge areas do not fit an SM.
-template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64>
+template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, int SCHED = SCHED_ALL>
 static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
     return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB>,
-                           tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED_ALL>(a, s,
-                                                                                                          err);
+                           tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED>(a, s, err);
 }
 
 // X(name, consumer warpgroups NC (BM = 64 NC), BN and STAGES at D = 64, BN
@@ -1555,16 +1570,24 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m192_pp_persist_norot", 3, 128, 4, 64, 3, true, true, true, false, true, false, SCHED_NO_ROT)        \
     AB_WGMMA_SCHED_SWEEP(X, "m128_pp_persist", 2, 128, 4, 128, 2, true, true, true, false, true, false)      \
     AB_WGMMA_SCHED_SWEEP(X, "m128_pp_persist_tmao", 2, 128, 4, 128, 2, true, true, true, false, true, true)  \
-    AB_WGMMA_SCHED_SWEEP(X, "m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)
+    AB_WGMMA_SCHED_SWEEP(X, "m192_pp_persist_tmao", 3, 128, 4, 64, 3, true, true, true, false, true, true)  \
+    X("m64_ov_exact", 1, 128, 3, 64, 2, true, false, false, false, true, false, SCHED_EXACT_MAX)            \
+    X("m128_pp_persist_tmao_exact", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_EXACT_MAX) \
+    X("m192_pp_persist_tmao_exact", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_EXACT_MAX)  \
+    X("m192_pp_persist_own_tmao_exact", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_EXACT_MAX)
+#define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X) X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, SCHED_EXACT_MAX)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
+#define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)
 #endif
 
 #define AB_WGMMA_NAME(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) NAME,
 #define AB_WGMMA_SPLIT_NAME(NAME, ...) NAME,
 static constexpr const char *wgmma_config_names[] = {"auto", AB_WGMMA_CONFIGS(AB_WGMMA_NAME)
                                                                   AB_WGMMA_SPLIT_CONFIGS(AB_WGMMA_SPLIT_NAME)
-                                                                      AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_NAME)};
+                                                                      AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_NAME)
+                                                                          AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(
+                                                                              AB_WGMMA_SPLIT_NAME)};
 #undef AB_WGMMA_SPLIT_NAME
 #undef AB_WGMMA_NAME
 static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma_config_names[0]);
@@ -1572,9 +1595,11 @@ static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
 #define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) \
     launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ##__VA_ARGS__>,
-#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV) launch_split<NC, SPLIT, MINB, BN, ST, OV>,
+#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV, ...) \
+    launch_split<NC, SPLIT, MINB, BN, ST, OV, ##__VA_ARGS__>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_SPLIT_CONFIGS(AB_WGMMA_SPLIT_FN)
-                                                AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)};
+                                                AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)
+                                                    AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(AB_WGMMA_SPLIT_FN)};
 #undef AB_WGMMA_SPLIT_FN
 #undef AB_WGMMA_FN
 

@@ -66,14 +66,21 @@ def _backend_error(q, k, v, causal, truth):
 
 
 def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0, vs_backends=False, config=None):
+    _check_on(impl, *_inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed), causal, scale, vs_backends, config)
+
+
+def _check_on(impl, q, k, v, causal, scale=None, vs_backends=False, config=None):
+    """Out against fp32 truth (and optionally the SDPA backends' error), lse against fp64."""
     import torch
-    q, k, v = _inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed)
+    B, Hq, Sq, D = q.shape
+    Hkv, Sk = k.shape[1], k.shape[2]
+    dtype = str(q.dtype).replace("torch.", "")
     out = torch.full((B, Hq, Sq, D), float("nan"), device="cuda", dtype=q.dtype)
     o, lse = attnbench.attention(q, k, v, causal=causal, scale=scale, impl=impl, out=out, return_lse=True,
                                  config=config)
     truth = _truth(q, k, v, causal, scale)
     r = attnbench.check_close(o.float().cpu().numpy(), truth.cpu().numpy(), atol=ATOL[dtype], rtol=RTOL[dtype])
-    assert r["passed"], (impl, dtype, D, causal, Sq, Sk, Hq, Hkv, r)
+    assert r["passed"], (impl, config, dtype, D, causal, Sq, Sk, Hq, Hkv, r)
     if vs_backends:
         best = _backend_error(q, k, v, causal, truth)
         if best is not None:
@@ -226,6 +233,27 @@ def test_wgmma_split_kv_merge(config, dtype, D, Sq, Sk, causal, scale):
     if why is not None:
         pytest.skip(why)
     _check("wgmma", dtype, D, causal, Sq, Sk, 6, 2, B=2, scale=scale, seed=Sq + Sk, config=config)
+
+
+# wgmma keeps a row's running max until a block's max passes it by more than a slack (kernels/wgmma.cu,
+# softmax_block), so P may exceed 1 and O is rescaled only when the max moves that far.  Keys whose scale
+# grows along the sequence (1x to 9x: block maxima climb from about 2.5 to 22, some 30 log2 units) move
+# the max past the slack several times per row, with rises inside the slack in between.  Every config
+# family: plain, overlapped, ping-pong persistent, per-consumer extent, TMA store, split.
+@pytest.mark.parametrize("config", ["128x128_s2", "m64_ov", "m128_pp_persist_tmao", "m192_pp_persist_tmao",
+                                    "m192_pp_persist_own_tmao", "m64_kv2", "m64_kv2_x2"])
+@pytest.mark.parametrize("dtype,D,causal", [("float16", 64, False), ("bfloat16", 64, True),
+                                            ("bfloat16", 128, False), ("float16", 128, True)])
+def test_wgmma_running_max_past_the_slack(config, dtype, D, causal):
+    import torch
+    Sq, Sk = 300, 1100
+    q, k, v = _inputs(dtype, 2, 4, 2, Sq, Sk, D, 21)
+    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, None)
+    if why is not None:
+        pytest.skip(why)
+    ramp = 1.0 + 8.0 * torch.arange(Sk, device="cuda", dtype=torch.float32) / Sk
+    k = (k.float() * ramp[:, None]).to(k.dtype)
+    _check_on("wgmma", q, k, v, causal, config=config)
 
 
 def test_naive_custom_scale_and_fp32():
