@@ -9,8 +9,10 @@ HGMMAs. It prints the loop's size, its HGMMA and MUFU counts, and where the wait
 
 ptxas hoists a lone wgmma wait to the top of its basic block. That put the wait for P_{j-1} V_{j-1}
 before the softmax of S_j and lost the intra-warpgroup overlap (benchmarks/NOTES.md, Kernels II, third
-session, run 14). Exit status 1 when an overlapped config's loop (every tile_cfg with OVERLAP and SINK)
-waits for P V before its last MUFU.
+session, run 14). The loop holds three softmaxes of BN/2 exp2 per thread: the max-first one of a warp
+not yet seeded and softmax_stale, both of which must come before the wait, and the rare path's redo
+(redo_softmax), which comes after it by design. Exit status 1 when an overlapped config's loop (every
+tile_cfg with OVERLAP and SINK) waits for P V before BN of its MUFUs.
 
 cuobjdump ships with the CUDA toolkit. Where it is missing, it comes in the nvidia-cuda-cuobjdump wheel
 (`pip download --no-deps nvidia-cuda-cuobjdump`, then unzip it).
@@ -88,8 +90,10 @@ def main():
         hgmma = sum("HGMMA" in t for t in text)
         where = "-"
         if overlap and waits and mufu:
-            early = [w for w in waits if w < mufu[-1]]
-            where = "before the softmax's last MUFU" if early else "after the softmax"
+            before = sum(m < waits[0] for m in mufu)
+            early = before < BN
+            where = (f"after {before} MUFUs (of {len(mufu)}), " +
+                     ("before both softmaxes" if early else "after both softmaxes"))
             if early and sink:
                 bad += 1
                 where += "  <-- overlap lost"

@@ -213,6 +213,8 @@ struct tile_cfg {
 };
 
 struct kparams {
+    const void *q, *k;  // read only by recompute_s (the rare path of softmax_stale)
+    int64_t qs[3], ks[3];
     void *o;
     float *lse;
     int64_t lse_sb, lse_sh;
@@ -227,6 +229,8 @@ struct kparams {
     int dynamic;       // persistent: ranks drawn from the counter (else the static order)
     float scale_log2;  // |scale| * log2(e): scores go straight into ex2
     float slack;       // how far (log2 units) a block's max may pass the running max before O is rescaled
+    float p_lim;       // 2^slack: softmax_stale's bound on P
+    int stale;         // later blocks by softmax_stale (else softmax_block, the max first)
     int negate_q;      // scale < 0: Q is negated in shared memory once
     int causal;
 };
@@ -597,6 +601,128 @@ __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run
     return __any_sync(0xffffffffu, moved);
 }
 
+// A row's later blocks (once every row of the warp has a finite running max):
+// P against the running max at once, without the block's max first.  That
+// max is a chain of BN/8 dependent compares and two shuffles per row ahead of
+// every exp2 (bf16, side by side, without it: m192_pp_persist_own_tmao 652 -> 754
+// TFLOP/s at 2x16x8192x128, NOTES.md, ninth session).  Instead each thread's
+// partial row sums bound its P: while both are at most p_lim = 2^slack, so is
+// every P, the bound softmax_block keeps.  A warp with a larger sum (its max
+// rose by about slack or more) takes its P's max per row and, where that
+// passes p_lim, moves m up by the max's binary exponent: P, O and l scale by
+// an exact power of two.  Sums past 2^100 (or NaN: exp2 overflowed, or NaN
+// inputs) return 2, and the caller recomputes S and takes softmax_block.
+// Else returns whether O needs rescaling by alpha (warp-uniform).
+template <int BN>
+__device__ __forceinline__ int softmax_stale(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
+                                             float (&alpha)[2], float sl2, float p_lim)
+{
+    float sum[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+        sum[hf] = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                float &x = sc[4 * nt + 2 * hf + e];
+                x = fast_exp2(fmaf(x, sl2, -m_run[hf]));
+                sum[hf] += x;
+            }
+    }
+    if (__all_sync(0xffffffffu, sum[0] <= p_lim && sum[1] <= p_lim)) {
+        alpha[0] = alpha[1] = 1.f;
+        l_run[0] += sum[0];
+        l_run[1] += sum[1];
+        return 0;
+    }
+    if (!__all_sync(0xffffffffu, sum[0] <= 0x1p100f && sum[1] <= 0x1p100f)) return 2;
+    bool moved = false;
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+        float mx = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) mx = fmaxf(mx, fmaxf(sc[4 * nt + 2 * hf], sc[4 * nt + 2 * hf + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        alpha[hf] = 1.f;
+        if (mx > p_lim) {
+            const int ex = ((__float_as_int(mx) >> 23) & 0xff) - 127;  // slack <= ex <= 100
+            alpha[hf] = __int_as_float((127 - ex) << 23);              // 2^-ex, exact
+            m_run[hf] += (float)ex;
+            moved = true;
+#pragma unroll
+            for (int i = 0; i < BN / 8; ++i) {
+                sc[4 * i + 2 * hf] *= alpha[hf];
+                sc[4 * i + 2 * hf + 1] *= alpha[hf];
+            }
+        }
+        l_run[hf] = l_run[hf] * alpha[hf] + sum[hf] * alpha[hf];
+    }
+    return __any_sync(0xffffffffu, moved) ? 1 : 0;
+}
+
+// One m16n8k16 tensor-core MMA (a warp's own, not a warpgroup's), fp32 accumulate.
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+#define AB_MMA16816(T, PTX_T)                                                                                       \
+    template <>                                                                                                     \
+    __device__ __forceinline__ void mma16816<T>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)   \
+    {                                                                                                               \
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_T "." PTX_T ".f32 {%0, %1, %2, %3}, "            \
+                     "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"                                              \
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                                 \
+    }
+AB_MMA16816(__half, "f16")
+AB_MMA16816(__nv_bfloat16, "bf16")
+#undef AB_MMA16816
+
+// This thread's S elements of the block at key0, recomputed by the warp from
+// Q and K in global memory: the rare path, for a block whose exp2 overflowed
+// against the running max (softmax_stale returned 2).  The K slot of the ring
+// is already released, and the warps of a warpgroup decide apart, so no
+// wgmma: mma.sync's m16n8 accumulator is the wgmma layout of sc (per warp 16
+// rows; lane g, t: rows g and g + 8, columns 2t, 2t + 1 of each n8 tile), and
+// its fragments are pairs of elements along D, one 32-bit load each (strides
+// are multiples of 8 elements).  Runtime loops over D keep the code small.
+// Rows past Sq and keys past Sk read the last row / key (the mask follows);
+// the sign of a negative scale (Q negated in shared memory) is applied at the end.
+template <typename T, int BN, int D>
+__device__ __forceinline__ void recompute_s(float (&sc)[BN / 2], const kparams &p, int b, int h, int kvh,
+                                            int row_lo, int key0, int g, int t)
+{
+    const T *qh = static_cast<const T *>(p.q) + b * p.qs[0] + h * p.qs[1] + 2 * t;
+    const T *kh = static_cast<const T *>(p.k) + b * p.ks[0] + kvh * p.ks[1] + 2 * t;
+    const uint32_t *q_lo = reinterpret_cast<const uint32_t *>(qh + (int64_t)min(row_lo, p.Sq - 1) * p.qs[2]);
+    const uint32_t *q_hi = reinterpret_cast<const uint32_t *>(qh + (int64_t)min(row_lo + 8, p.Sq - 1) * p.qs[2]);
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) sc[i] = 0.f;
+    // Four n8 tiles at a time, over D in a runtime loop: 12 loads in flight at
+    // most, so that the registers of the main loop suffice.
+#pragma unroll
+    for (int n0 = 0; n0 < BN / 8; n0 += 4) {
+        const uint32_t *kr[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+            kr[u] = reinterpret_cast<const uint32_t *>(kh + (int64_t)min(key0 + 8 * (n0 + u) + g, p.Sk - 1) * p.ks[2]);
+#pragma unroll 1
+        for (int w = 0; w < D / 2; w += 8) {  // 16 elements of D: 8 32-bit words
+            const uint32_t a[4] = {__ldg(q_lo + w), __ldg(q_hi + w), __ldg(q_lo + w + 4), __ldg(q_hi + w + 4)};
+#pragma unroll
+            for (int u = 0; u < 4 && n0 + u < BN / 8; ++u) {
+                float c[4] = {sc[4 * (n0 + u)], sc[4 * (n0 + u) + 1], sc[4 * (n0 + u) + 2], sc[4 * (n0 + u) + 3]};
+                mma16816<T>(c, a, __ldg(kr[u] + w), __ldg(kr[u] + w + 4));
+#pragma unroll
+                for (int i = 0; i < 4; ++i) sc[4 * (n0 + u) + i] = c[i];
+            }
+        }
+    }
+    if (p.negate_q)
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) sc[i] = -sc[i];
+}
+
 // P (fp32, the S accumulator layout) packed to T pairs: the A fragments of
 // P V.  Fragment kk (keys 16kk..16kk+15) is {row lo keys 0-7, row hi keys 0-7,
 // row lo keys 8-15, row hi keys 8-15} of the n8 tiles 2kk, 2kk+1, so the
@@ -935,17 +1061,39 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         // (this thread's quarter of them; the quad is reduced at the end).
         float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
         float alpha[2];
+        // Every row of this warp has a finite running max: its later blocks
+        // go by softmax_stale (warp-uniform; first set after the first block).
+        bool seeded = false;
         float sc[BN / 2];         // S of the current block
         uint32_t pf[BN / 16][4];  // P of the block whose P V is next
 
-        auto mask_and_softmax = [&](int j) {
-            const int key0 = j * BN;
+        // The mask and softmax of block j in sc: 0, or 1 when O needs rescaling by
+        // alpha, or 2 (softmax_stale's rare path): sc is lost and redo_softmax(j)
+        // is to recompute it, which the overlapped loop does once P_{j-1} V_{j-1}
+        // is complete, so that its P fragments are no longer live.
+        auto masked_block = [&](int key0) {
             // row_lo - (its offset in the warpgroup) is the warpgroup's first row,
             // recomputed rather than held in a register across the loop.
             const int first_row = row_lo - (int)(((threadIdx.x & 127) >> 5) * 16 + ((threadIdx.x & 31) >> 2));
-            if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row))
-                mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
-            return softmax_block<BN>(sc, m_run, l_run, alpha, sl2, p.slack);
+            return key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row);
+        };
+        auto max_first = [&](int key0, bool masked) {
+            if (masked) mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+            const bool moved = softmax_block<BN>(sc, m_run, l_run, alpha, sl2, p.slack);
+            seeded = __all_sync(0xffffffffu, m_run[0] != -INFINITY && m_run[1] != -INFINITY);
+            return (int)moved;
+        };
+        auto mask_and_softmax = [&](int j) {
+            const int key0 = j * BN;
+            const bool masked = masked_block(key0);
+            if (!(p.stale && seeded)) return max_first(key0, masked);
+            if (masked) mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+            return softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim);
+        };
+        auto redo_softmax = [&](int j) {
+            const work_tile wt = tile_again();
+            recompute_s<T, BN, D>(sc, p, wt.b, wt.h, wt.kvh, row_lo, j * BN, g, t);
+            return max_first(j * BN, masked_block(j * BN));
         };
         // Pins the wait for P_{j-1} V_{j-1} below the softmax of S_j.  ptxas hoists
         // a lone wgmma wait to the top of its basic block, which put it before the
@@ -969,7 +1117,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 wgmma_wait<0>();
                 fence_regs(sc);
                 release_k(ij);
-                if (mask_and_softmax(j)) rescale_o<D>(o, alpha);
+                int r = mask_and_softmax(j);
+                if (r == 2) r = redo_softmax(j);
+                if (r) rescale_o<D>(o, alpha);
                 pack_p<T, BN>(sc, pf);
                 mbar_wait(bar_full_v + 8 * (ij % STAGES), parity(ij));
                 fence_regs(o);
@@ -1049,7 +1199,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   fence_regs(sc);
                   release_k(ik);
                   if (j == n - 1) release_q(qb);
-                  const bool moved = mask_and_softmax(blk(j));
+                  int r = mask_and_softmax(blk(j));
                   sink_rows();
                   wgmma_wait<0>();
                   fence_regs(o);
@@ -1059,7 +1209,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   // SASS (not timed).
                   fence_regs(pf);
                   release_v(iv);
-                  if (moved) rescale_o<D>(o, alpha);
+                  if (r == 2) r = redo_softmax(blk(j));
+                  if (r) rescale_o<D>(o, alpha);
                   pack_p<T, BN>(sc, pf);
               }
               const int il = it + blk(n - 1);
@@ -1402,8 +1553,10 @@ static int next_ticket()
 //   SCHED_STATIC     causal: the static snake order over heaviest-first ranks
 //   SCHED_DYN_NC     non-causal: dynamic hand-out of the head-major ranks
 //   sched_heavy(p)   causal: the head-major share p% (default HEAVY_PCT)
-//   SCHED_EXACT_MAX  the exact running max (slack 0: O rescaled whenever a row's max rises)
-enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4, SCHED_EXACT_MAX = 8 };
+//   SCHED_EXACT_MAX  the exact running max (slack 0: O rescaled whenever a row's max rises),
+//                    every block by softmax_block
+//   SCHED_MAX_FIRST  every block by softmax_block (the block's max first), with the slack
+enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4, SCHED_EXACT_MAX = 8, SCHED_MAX_FIRST = 16 };
 // softmax_block's slack (log2 units): the running max is kept until a block's
 // max passes it by more than 8, so P <= 256.
 constexpr float RESCALE_SLACK = 8.f;
@@ -1430,6 +1583,14 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.scale_log2 = fabsf(a->scale) * 1.4426950408889634f;
     p.negate_q = a->scale < 0.f;
     p.slack = (SCHED & SCHED_EXACT_MAX) ? 0.f : RESCALE_SLACK;
+    p.p_lim = exp2f(p.slack);
+    p.stale = !(SCHED & (SCHED_EXACT_MAX | SCHED_MAX_FIRST));
+    p.q = a->q;
+    p.k = a->k;
+    for (int i = 0; i < 3; ++i) {
+        p.qs[i] = a->q_stride[i];
+        p.ks[i] = a->k_stride[i];
+    }
     p.causal = a->causal;
 
     const long long work = (long long)p.n_mblocks * a->B * a->Hq;
@@ -1574,8 +1735,14 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m64_ov_exact", 1, 128, 3, 64, 2, true, false, false, false, true, false, SCHED_EXACT_MAX)            \
     X("m128_pp_persist_tmao_exact", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_EXACT_MAX) \
     X("m192_pp_persist_tmao_exact", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_EXACT_MAX)  \
-    X("m192_pp_persist_own_tmao_exact", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_EXACT_MAX)
-#define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X) X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, SCHED_EXACT_MAX)
+    X("m192_pp_persist_own_tmao_exact", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_EXACT_MAX) \
+    X("m64_ov_maxfirst", 1, 128, 3, 64, 2, true, false, false, false, true, false, SCHED_MAX_FIRST)         \
+    X("m128_pp_persist_tmao_maxfirst", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_MAX_FIRST) \
+    X("m192_pp_persist_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_MAX_FIRST) \
+    X("m192_pp_persist_own_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_MAX_FIRST)
+#define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)                          \
+    X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, SCHED_EXACT_MAX) \
+    X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, SCHED_MAX_FIRST)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)
@@ -1604,27 +1771,22 @@ static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGM
 #undef AB_WGMMA_FN
 
 // "auto": the config that measured fastest for the case's class, side by side
-// on an H200 (benchmarks/NOTES.md, "Kernels II", seventh session, run 35, and
-// eighth, runs 42-43; TFLOP/s, bf16 unless said, against SDPA's cuDNN backend
-// in the same call):
+// on an H200 (benchmarks/NOTES.md, "Kernels II", eighth session, run 42, and
+// ninth, run 51; TFLOP/s, bf16 unless said, against SDPA's cuDNN backend in
+// the same call):
 //   fewer 128-row tiles than SMs (latency-bound, e.g. B=1..4, H=8, S=512):
 //     D=64: m64_kv2_x2, two key splits per 64-row tile, two CTAs per SM
-//       (eighth session, run 42, bf16: 1x8x512 52.6 against m64_ov 50.1 and
-//       cuDNN 45.2, causal 26.6 / 25.0 / 22.0; 4x8x512 162.5 / 161.3 / 164.1,
-//       causal 90.4 / 87.4 / 80.9; fp16 the same order)
-//     D=128: m64_ov, twice the CTAs (1x8x512x128, run 42: 80.9 against
-//       m64_kv2 80.3 and cuDNN 75.7; run 46: 81.2 against m64_kv2_x2 77.9,
-//       m128_pp_persist_tmao 73.9 and 128x128_s2 72.2)
-//   D=64 non-causal: m192_pp_persist_tmao (16x16x1024: 437 against 429,
-//     m128_pp_persist_tmao 380; 2x16x8192: 507 against 487)
-//   D=64 causal: m192_pp_persist_own_tmao (run 43: 16x16x1024 316.7 against
-//     317.5, m192_pp_persist_tmao 300.0, m128_pp_persist_tmao 304.3;
-//     8x16x2048 417.6 against 376.4, 396.0, 363.2; 2x16x8192 512.7 against
-//     422.4, 482.7, 405.2)
-//   D=128: m128_pp_persist_tmao (non-causal 8x16x2048: 635 against 624,
-//     m192_pp_persist_tmao 612; 1x16x16384: 682 against 650; fp16 the same
-//     order; causal 8x16x2048: 551 against 474, m192_pp_persist_tmao 519;
-//     1x16x16384: 652 against 547)
+//       (run 51: 1x8x512 53.3 against m64_ov 51.3 and cuDNN 46.3, causal
+//       27.1 / 25.0 / 22.6; 4x8x512 173.9 / 170.8 / 166.9, causal 93.7 /
+//       90.7 / 82.0; fp16 the same order)
+//     D=128: m64_ov, twice the CTAs (run 51: 1x8x512x128 82.6 against
+//       m64_kv2_x2 75.7 and cuDNN 76.8; causal 42.6 / 38.7 / 36.6)
+//   else: m192_pp_persist_own_tmao, both head dims, causal or not: with
+//     softmax_stale its 64-key blocks at D=128 no longer lose to 128-key ones
+//     (run 51, non-causal 2x16x8192x128: 726.9 against m192_pp_persist_tmao
+//     674.8, m128_pp_persist_tmao 666.6, cuDNN 639.3; causal 732.7 / 676.0 /
+//     655.9 / 552.5; 2x16x8192x64 562.5 / 540.6 / 443.0 / 472.9; causal
+//     16x16x1024x64 331.7 / 315.8 / 317.9 / 319.3; fp16 the same order)
 enum {
     CFG_PLAIN = 1,
     CFG_M64 = 2,
@@ -1660,8 +1822,7 @@ static int auto_config(const ab_attn_args *a)
     if (sm_count(&sms, &ignored) != 0) sms = 132;
     const long long tiles128 = (long long)a->B * a->Hq * ((a->Sq + 127) / 128);
     if (tiles128 < sms) return a->D == 64 ? CFG_M64_KV2_X2 : CFG_M64;
-    if (a->D == 64) return a->causal ? CFG_M192_PERSIST_OWN_TMAO : CFG_M192_PERSIST_TMAO;
-    return CFG_M128_PERSIST_TMAO;
+    return CFG_M192_PERSIST_OWN_TMAO;
 }
 
 static const int wgmma_head_dims[] = {64, 128};

@@ -236,24 +236,37 @@ def test_wgmma_split_kv_merge(config, dtype, D, Sq, Sk, causal, scale):
 
 
 # wgmma keeps a row's running max until a block's max passes it by more than a slack (kernels/wgmma.cu,
-# softmax_block), so P may exceed 1 and O is rescaled only when the max moves that far.  Keys whose scale
-# grows along the sequence (1x to 9x: block maxima climb from about 2.5 to 22, some 30 log2 units) move
-# the max past the slack several times per row, with rises inside the slack in between.  Every config
-# family: plain, overlapped, ping-pong persistent, per-consumer extent, TMA store, split.
+# softmax_block), and takes a row's later blocks against that max before knowing the block's own
+# (softmax_stale): P may exceed 1, and O is rescaled only when P's row sums pass 2^slack.  Two key
+# patterns, every config family (plain, overlapped, ping-pong persistent, per-consumer extent, TMA store,
+# split):
+# - "ramp": keys whose scale grows along the sequence (1x to 9x: block maxima climb from about 2.5 to 22,
+#   some 30 log2 units) pass the slack several times per row, with rises inside it in between, so the
+#   stale path shifts m by a power of two;
+# - "steps": keys 30x larger from key 300 and 90x from key 700 make a block's exp2 pass 2^100 (and
+#   overflow), so its S is recomputed from global memory and taken max first (with a negative scale in
+#   the causal cases: Q is negated in shared memory, not in global).
 @pytest.mark.parametrize("config", ["128x128_s2", "m64_ov", "m128_pp_persist_tmao", "m192_pp_persist_tmao",
                                     "m192_pp_persist_own_tmao", "m64_kv2", "m64_kv2_x2"])
 @pytest.mark.parametrize("dtype,D,causal", [("float16", 64, False), ("bfloat16", 64, True),
                                             ("bfloat16", 128, False), ("float16", 128, True)])
-def test_wgmma_running_max_past_the_slack(config, dtype, D, causal):
+@pytest.mark.parametrize("pattern", ["ramp", "steps"])
+def test_wgmma_running_max_past_the_slack(config, dtype, D, causal, pattern):
     import torch
     Sq, Sk = 300, 1100
     q, k, v = _inputs(dtype, 2, 4, 2, Sq, Sk, D, 21)
-    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, None)
+    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, -1.0)
     if why is not None:
         pytest.skip(why)
-    ramp = 1.0 + 8.0 * torch.arange(Sk, device="cuda", dtype=torch.float32) / Sk
-    k = (k.float() * ramp[:, None]).to(k.dtype)
-    _check_on("wgmma", q, k, v, causal, config=config)
+    if pattern == "ramp":
+        gain = 1.0 + 8.0 * torch.arange(Sk, device="cuda", dtype=torch.float32) / Sk
+    else:
+        gain = torch.ones(Sk, device="cuda")
+        gain[300:] = 30.0
+        gain[700:] = 90.0
+    k = (k.float() * gain[:, None]).to(k.dtype)
+    scale = -D ** -0.5 if pattern == "steps" and causal else None
+    _check_on("wgmma", q, k, v, causal, scale=scale, config=config)
 
 
 def test_naive_custom_scale_and_fp32():
