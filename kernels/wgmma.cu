@@ -16,7 +16,9 @@
 //     64 query rows each (SPLIT: the splits of a row group share its rows and
 //     take every SPLIT-th block).  Per K/V block: S = Q K^T by wgmma with both
 //     operands in shared memory (K-major descriptors), online softmax on the
-//     fp32 accumulators in registers (ex2 with scale*log2(e) folded in), P
+//     fp32 accumulators in registers (ex2 with scale*log2(e) folded in; a
+//     row's max moves only by more than a slack, and its later blocks take P
+//     against it before their own max is known: softmax_stale), P
 //     packed to fp16/bf16 in registers, where the accumulator layout already
 //     is the A-fragment layout, and O += P V by wgmma with A from registers and
 //     V from shared memory (an N-major descriptor, so V needs no transpose).
