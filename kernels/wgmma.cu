@@ -66,6 +66,8 @@
 // Eighth session: ranks copied into shared memory by cp.async.bulk (level),
 // and split-KV tiles of four 64-key splits or of 128 rows in two splits, four
 // consumers at 112 registers (4x8x512x64: slower than m64_ov).
+// Ninth session: the row max and sum over four partials each (shorter chains;
+// with the slack, slower in 34 of 36 config-and-case pairs).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -216,7 +218,7 @@ struct tile_cfg {
 
 struct kparams {
     const void *q, *k;  // read only by recompute_s (the rare path of softmax_stale)
-    int64_t qs[3], ks[3];
+    int64_t q_strides[3], k_strides[3];
     void *o;
     float *lse;
     int64_t lse_sb, lse_sh;
@@ -694,10 +696,10 @@ template <typename T, int BN, int D>
 __device__ __forceinline__ void recompute_s(float (&sc)[BN / 2], const kparams &p, int b, int h, int kvh,
                                             int row_lo, int key0, int g, int t)
 {
-    const T *qh = static_cast<const T *>(p.q) + b * p.qs[0] + h * p.qs[1] + 2 * t;
-    const T *kh = static_cast<const T *>(p.k) + b * p.ks[0] + kvh * p.ks[1] + 2 * t;
-    const uint32_t *q_lo = reinterpret_cast<const uint32_t *>(qh + (int64_t)min(row_lo, p.Sq - 1) * p.qs[2]);
-    const uint32_t *q_hi = reinterpret_cast<const uint32_t *>(qh + (int64_t)min(row_lo + 8, p.Sq - 1) * p.qs[2]);
+    const T *qh = static_cast<const T *>(p.q) + b * p.q_strides[0] + h * p.q_strides[1] + 2 * t;
+    const T *kh = static_cast<const T *>(p.k) + b * p.k_strides[0] + kvh * p.k_strides[1] + 2 * t;
+    const uint32_t *q_lo = reinterpret_cast<const uint32_t *>(qh + (int64_t)min(row_lo, p.Sq - 1) * p.q_strides[2]);
+    const uint32_t *q_hi = reinterpret_cast<const uint32_t *>(qh + (int64_t)min(row_lo + 8, p.Sq - 1) * p.q_strides[2]);
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) sc[i] = 0.f;
     // Four n8 tiles at a time, over D in a runtime loop: 12 loads in flight at
@@ -707,7 +709,7 @@ __device__ __forceinline__ void recompute_s(float (&sc)[BN / 2], const kparams &
         const uint32_t *kr[4];
 #pragma unroll
         for (int u = 0; u < 4; ++u)
-            kr[u] = reinterpret_cast<const uint32_t *>(kh + (int64_t)min(key0 + 8 * (n0 + u) + g, p.Sk - 1) * p.ks[2]);
+            kr[u] = reinterpret_cast<const uint32_t *>(kh + (int64_t)min(key0 + 8 * (n0 + u) + g, p.Sk - 1) * p.k_strides[2]);
 #pragma unroll 1
         for (int w = 0; w < D / 2; w += 8) {  // 16 elements of D: 8 32-bit words
             const uint32_t a[4] = {__ldg(q_lo + w), __ldg(q_hi + w), __ldg(q_lo + w + 4), __ldg(q_hi + w + 4)};
@@ -1069,33 +1071,31 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         float sc[BN / 2];         // S of the current block
         uint32_t pf[BN / 16][4];  // P of the block whose P V is next
 
-        // The mask and softmax of block j in sc: 0, or 1 when O needs rescaling by
-        // alpha, or 2 (softmax_stale's rare path): sc is lost and redo_softmax(j)
-        // is to recompute it, which the overlapped loop does once P_{j-1} V_{j-1}
-        // is complete, so that its P fragments are no longer live.
-        auto masked_block = [&](int key0) {
+        auto mask = [&](int key0) {
             // row_lo - (its offset in the warpgroup) is the warpgroup's first row,
             // recomputed rather than held in a register across the loop.
             const int first_row = row_lo - (int)(((threadIdx.x & 127) >> 5) * 16 + ((threadIdx.x & 31) >> 2));
-            return key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row);
+            if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row))
+                mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
         };
-        auto max_first = [&](int key0, bool masked) {
-            if (masked) mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+        auto max_first = [&]() {
             const bool moved = softmax_block<BN>(sc, m_run, l_run, alpha, sl2, p.slack);
             seeded = __all_sync(0xffffffffu, m_run[0] != -INFINITY && m_run[1] != -INFINITY);
             return (int)moved;
         };
+        // The mask and softmax of block j in sc: 0, or 1 when O needs rescaling by
+        // alpha, or 2 (softmax_stale's rare path): sc is lost and redo_softmax(j)
+        // is to recompute it, which the overlapped loop does once P_{j-1} V_{j-1}
+        // is complete, so that its P fragments are no longer live.
         auto mask_and_softmax = [&](int j) {
-            const int key0 = j * BN;
-            const bool masked = masked_block(key0);
-            if (!(p.stale && seeded)) return max_first(key0, masked);
-            if (masked) mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
-            return softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim);
+            mask(j * BN);
+            return p.stale && seeded ? softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim) : max_first();
         };
         auto redo_softmax = [&](int j) {
             const work_tile wt = tile_again();
             recompute_s<T, BN, D>(sc, p, wt.b, wt.h, wt.kvh, row_lo, j * BN, g, t);
-            return max_first(j * BN, masked_block(j * BN));
+            mask(j * BN);
+            return max_first();
         };
         // Pins the wait for P_{j-1} V_{j-1} below the softmax of S_j.  ptxas hoists
         // a lone wgmma wait to the top of its basic block, which put it before the
@@ -1590,8 +1590,8 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.q = a->q;
     p.k = a->k;
     for (int i = 0; i < 3; ++i) {
-        p.qs[i] = a->q_stride[i];
-        p.ks[i] = a->k_stride[i];
+        p.q_strides[i] = a->q_stride[i];
+        p.k_strides[i] = a->k_stride[i];
     }
     p.causal = a->causal;
 
@@ -1811,8 +1811,6 @@ constexpr bool same_name(const char *a, const char *b)
     return *a == *b && (*a == '\0' || same_name(a + 1, b + 1));
 }
 static_assert(same_name(wgmma_config_names[CFG_M64], "m64_ov") &&
-                  same_name(wgmma_config_names[CFG_M128_PERSIST_TMAO], "m128_pp_persist_tmao") &&
-                  same_name(wgmma_config_names[CFG_M192_PERSIST_TMAO], "m192_pp_persist_tmao") &&
                   same_name(wgmma_config_names[CFG_M192_PERSIST_OWN_TMAO], "m192_pp_persist_own_tmao") &&
                   same_name(wgmma_config_names[CFG_M64_KV2_X2], "m64_kv2_x2"),
               "auto_config's CFG_ indices and AB_WGMMA_CONFIGS disagree");
