@@ -68,6 +68,13 @@
 // consumers at 112 registers (4x8x512x64: slower than m64_ov).
 // Ninth session: the row max and sum over four partials each (shorter chains;
 // with the slack, slower in 34 of 36 config-and-case pairs).
+// Tenth session, on the split tiles at 4x8x512x64 (NOTES.md, runs 56-60): the
+// consumers taking turns, at their GEMMs or at their softmaxes (-2 to -4%);
+// the merge split by column halves between the two splits (level); an eighth
+// or a quarter of the exponentials on the FMA pipe again (-1 to -4%); Q and
+// the first K blocks by the consumers' plain loads instead of TMA (-10%: the
+// first loads wait on DRAM either way); Q and the first K blocks before the
+// rest of the first loads (level).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -128,8 +135,14 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            latency-bound launch gets SPLIT times the warpgroups per tile
 //   MINB     CTAs per SM the registers are divided for (0: two with one
 //            consumer, else one)
+//   EARLY    (not persistent) the thread that initializes the barriers decodes
+//            the tile into shared memory (the consumers read it there, rather
+//            than decode it twice: divisions) and, after prefetching the tensor
+//            maps, issues Q and the first STAGES K blocks, then their V blocks,
+//            before the CTA's first barrier
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
-          bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0>
+          bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0,
+          bool EARLY_ = false>
 struct tile_cfg {
     static constexpr int SPLIT = SPLIT_;
     static constexpr int ROWG = NC_ / SPLIT_;  // consumer warpgroups per key split, 64 rows each
@@ -148,6 +161,8 @@ struct tile_cfg {
     static constexpr bool PINGPONG = PP_ && NC_ > 1;
     static constexpr bool PERSIST = PERSIST_;
     static constexpr bool OWN = OWN_;  // per-consumer K/V extent (see the consumer loop)
+    static constexpr bool EARLY = EARLY_ && !PERSIST_;
+    static_assert(!EARLY_ || !PERSIST_, "EARLY issues a non-persistent CTA's one tile");
     static constexpr bool SINK = SINK_ && OVERLAP_;  // the softmax pinned above the wait for P V (sink_rows)
     static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
     static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
@@ -203,10 +218,13 @@ struct tile_cfg {
     // row group and consumer thread PART_F4 float4s (O, then m m l l), laid out
     // [split - 1][row group][float4][thread] so that a warp's accesses are contiguous.
     static constexpr uint32_t PART_F4 = D / 8 + 1;
-    static constexpr uint32_t PART_OFF = (BAR_OFF + N_BARS * 8 + 15) & ~15u;
+    // EARLY: the CTA's work_tile, decoded once.
+    static constexpr uint32_t TILE_OFF = BAR_OFF + N_BARS * 8;
+    static constexpr uint32_t TILE_BYTES = EARLY ? 32 : 0;
+    static constexpr uint32_t PART_OFF = (TILE_OFF + TILE_BYTES + 15) & ~15u;
     static constexpr uint32_t PART_BYTES = (SPLIT - 1) * ROWG * PART_F4 * 128 * 16;
     // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
-    static constexpr size_t SMEM = (SPLIT > 1 ? PART_OFF + PART_BYTES : BAR_OFF + N_BARS * 8) + ATOM_BYTES;
+    static constexpr size_t SMEM = (SPLIT > 1 ? PART_OFF + PART_BYTES : TILE_OFF + TILE_BYTES) + ATOM_BYTES;
     static_assert(D % COL_BLOCK == 0, "D must be a multiple of 64");
     static_assert(BN % 16 == 0 && BN >= 64 && BN <= 256, "wgmma N and TMA box limits");
     static_assert(BM <= 256, "TMA box limit");
@@ -261,12 +279,44 @@ struct kparams {
 constexpr int N_TICKETS = 256, MAX_CTAS = 256, RANK_SLOTS = 4;
 __device__ int tickets[N_TICKETS];
 __device__ int mailboxes[N_TICKETS][MAX_CTAS][RANK_SLOTS];
+#ifdef AB_WGMMA_TRACE
+// Timeline probes (AB_WGMMA_TRACE, experiment drivers only): [CTA][warp][event].
+constexpr int TRACE_CTAS = 1024, TRACE_WARPS = 20, TRACE_EVENTS = 32;
+__device__ long long trace_buf[TRACE_CTAS][TRACE_WARPS][TRACE_EVENTS];
+#endif
 
 #if AB_WGMMA_DEVICE
 
 // ---------------------------------------------------------------------------
 // PTX wrappers
 // ---------------------------------------------------------------------------
+
+// Timeline probes for experiment drivers (-DAB_WGMMA_TRACE, never in the
+// package): lane 0 of each warp stores clock64 at event ev of its CTA's row.
+#ifdef AB_WGMMA_TRACE
+__device__ __forceinline__ void trace_at(int ev, long long v)
+{
+    if ((threadIdx.x & 31) == 0 && blockIdx.x < TRACE_CTAS && ev >= 0 && ev < TRACE_EVENTS)
+        trace_buf[blockIdx.x][threadIdx.x >> 5][ev] = v;
+}
+__device__ __forceinline__ long long global_ns()
+{
+    long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ int sm_id()
+{
+    int v;
+    asm volatile("mov.u32 %0, %%smid;\n" : "=r"(v));
+    return v;
+}
+#define AB_TRACE(ev) trace_at((ev), clock64())
+#define AB_TRACE_V(ev, v) trace_at((ev), (long long)(v))
+#else
+#define AB_TRACE(ev) ((void)0)
+#define AB_TRACE_V(ev, v) ((void)0)
+#endif
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p)
 {
@@ -284,6 +334,12 @@ __device__ __forceinline__ float fast_exp2(float x)
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count)
 {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+// Fetches a tensor map (a __grid_constant__ parameter) ahead of its first TMA use.
+__device__ __forceinline__ void prefetch_tensormap(const CUtensorMap *map)
+{
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
 // Makes the initialized barriers visible to the TMA unit (the async proxy).
@@ -853,7 +909,35 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         return w;
     };
 
+    // The producer's loads: tile w's Q into buffer qb; K (V) block j of tile w
+    // into ring position it (the slot's previous round released).
+    auto issue_q = [&](int qb, const work_tile &w) {
+        mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
+#pragma unroll
+        for (int cb = 0; cb < CB; ++cb)
+            tma_load_4d(sQ + qb * C::Q_BYTES + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, w.m0, w.h, w.b,
+                        bar_q_full + 8 * qb);
+    };
+    auto issue_kv = [&](const CUtensorMap *map, uint32_t ring, uint32_t bar_full, int it, int j, const work_tile &w) {
+        const int s = it % STAGES;
+        mbar_expect_tx(bar_full + 8 * s, C::KV_BYTES);
+#pragma unroll
+        for (int cb = 0; cb < CB; ++cb)
+            tma_load_4d(ring + s * C::KV_BYTES + cb * BN * ROW_BYTES, map, cb * COL_BLOCK, j * BN, w.kvh, w.b,
+                        bar_full + 8 * s);
+    };
+
+    int n_early = 0;  // EARLY: the K/V blocks issued before the first barrier
+    work_tile *const tile_smem = reinterpret_cast<work_tile *>(q_tile - C::Q_OFF + C::TILE_OFF);
+    AB_TRACE(0);
+    AB_TRACE_V(29, sm_id());
+    AB_TRACE_V(30, global_ns());
     if (tid == 0) {
+        if constexpr (C::EARLY) {
+            prefetch_tensormap(&tm_q);
+            prefetch_tensormap(&tm_k);
+            prefetch_tensormap(&tm_v);
+        }
         for (int qb = 0; qb < C::QBUF; ++qb) {
             mbar_init(bar_q_full + 8 * qb, 1);
             mbar_init(bar_q_empty + 8 * qb, NC * 4);  // one arrival per consumer warp
@@ -866,14 +950,24 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             mbar_init(bar_empty_v + 8 * s, C::ROWG * 4);
         }
         mbar_init_fence();
+        if constexpr (C::EARLY) {
+            // K before V: with key splits, each split's first S GEMM needs one.
+            const work_tile w = decode((int)blockIdx.x);
+            *tile_smem = w;
+            issue_q(0, w);
+            n_early = min(w.n_kv, STAGES);
+            for (int j = 0; j < n_early; ++j) issue_kv(&tm_k, sK, bar_full_k, j, j, w);
+            for (int j = 0; j < n_early; ++j) issue_kv(&tm_v, sV, bar_full_v, j, j, w);
+        }
     }
     __syncthreads();
+    AB_TRACE(1);
 
     if (wg == 0) {
         // ---- producer ----
         regs_dec<C::PRODUCER_REGS>();
         if (tid == 0) {
-            int it = 0;  // K/V blocks issued so far: ring slot it % STAGES, round it / STAGES
+            int it = n_early;  // K/V blocks issued so far: ring slot it % STAGES, round it / STAGES
             int rank = (int)blockIdx.x;  // the grid has at most n_work CTAs
             for (int i = 0;; ++i) {
                 // Tile i's Q goes to buffer i % QBUF, once tile i - QBUF is done with it;
@@ -890,30 +984,18 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                     break;
                 }
                 const work_tile w = decode(rank);
-                mbar_expect_tx(bar_q_full + 8 * qb, C::Q_BYTES);
-#pragma unroll
-                for (int cb = 0; cb < CB; ++cb)
-                    tma_load_4d(sQ + qb * C::Q_BYTES + cb * BM * ROW_BYTES, &tm_q, cb * COL_BLOCK, w.m0, w.h, w.b,
-                                bar_q_full + 8 * qb);
-                for (int j = 0; j < w.n_kv; ++j, ++it) {
+                if (!C::EARLY) issue_q(qb, w);  // EARLY: tile 0's (the only one) went before the barrier
+                for (int j = i == 0 ? n_early : 0; j < w.n_kv; ++j, ++it) {
                     const int s = it % STAGES;
                     // Round r >= 1 of a slot waits for the consumers' release of round r - 1;
                     // K and V are released apart (K after its S GEMM, V after its P V GEMM),
                     // so the next K lands a whole iteration earlier than with one release.
                     const uint32_t prev = (uint32_t)(((it / STAGES) - 1) & 1);
-                    const uint32_t kdst = sK + s * C::KV_BYTES, vdst = sV + s * C::KV_BYTES;
                     if (it >= STAGES) mbar_wait(bar_empty_k + 8 * s, prev);
-                    mbar_expect_tx(bar_full_k + 8 * s, C::KV_BYTES);
-#pragma unroll
-                    for (int cb = 0; cb < CB; ++cb)
-                        tma_load_4d(kdst + cb * BN * ROW_BYTES, &tm_k, cb * COL_BLOCK, j * BN, w.kvh, w.b,
-                                    bar_full_k + 8 * s);
+                    AB_TRACE(2 + j);
+                    issue_kv(&tm_k, sK, bar_full_k, it, j, w);
                     if (it >= STAGES) mbar_wait(bar_empty_v + 8 * s, prev);
-                    mbar_expect_tx(bar_full_v + 8 * s, C::KV_BYTES);
-#pragma unroll
-                    for (int cb = 0; cb < CB; ++cb)
-                        tma_load_4d(vdst + cb * BN * ROW_BYTES, &tm_v, cb * COL_BLOCK, j * BN, w.kvh, w.b,
-                                    bar_full_v + 8 * s);
+                    issue_kv(&tm_v, sV, bar_full_v, it, j, w);
                 }
                 if constexpr (!C::PERSIST) break;
                 // Drawn once this tile's last K/V block is issued (a few blocks
@@ -927,6 +1009,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
 
     // ---- consumers ----
     regs_inc<C::CONSUMER_REGS>();
+    AB_TRACE(2);
     __shared__ float2 sink_slots[C::SMEM_STATIC / 8];  // written by sink_rows, never read
     const uint32_t sink = smem_u32(sink_slots);
     // Consumer warpgroup cw (rows cw*64 .. cw*64+63 of the tile; SPLIT: rg's).  Broadcast
@@ -1015,6 +1098,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     for (int i = 0;; ++i) {
         const int qb = i % C::QBUF;
         mbar_wait(bar_q_full + 8 * qb, (uint32_t)((i / C::QBUF) & 1));
+        AB_TRACE(3);
         // Read once, after the q_full wait that orders it after the producer's store.
         const int rank = C::PERSIST ? ld_global_s32(mailbox + i % RANK_SLOTS) : (int)blockIdx.x;
         if (rank < 0) break;
@@ -1027,8 +1111,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             asm volatile("mov.b32 %0, %1;\n" : "=r"(r) : "r"(rank));
             return r;
         };
-        const work_tile w = decode(rank);
-        auto tile_again = [&]() { return decode(rank_again()); };
+        // EARLY: decoded once, in shared memory.
+        const work_tile w = C::EARLY ? *tile_smem : decode(rank);
+        auto tile_again = [&]() { return C::EARLY ? *tile_smem : decode(rank_again()); };
         const int wg_row0 = w.m0 + rg * WG_ROWS;
         const int row_lo = wg_row0 + wq * 16 + g;  // this thread's rows: row_lo and row_lo + 8
 
@@ -1118,11 +1203,13 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 wgmma_commit();
                 wgmma_wait<0>();
                 fence_regs(sc);
+                AB_TRACE(4 + 3 * (j / C::SPLIT));
                 release_k(ij);
                 int r = mask_and_softmax(j);
                 if (r == 2) r = redo_softmax(j);
                 if (r) rescale_o<D>(o, alpha);
                 pack_p<T, BN>(sc, pf);
+                AB_TRACE(5 + 3 * (j / C::SPLIT));
                 mbar_wait(bar_full_v + 8 * (ij % STAGES), parity(ij));
                 fence_regs(o);
                 fence_regs(pf);
@@ -1131,6 +1218,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 wgmma_commit();
                 wgmma_wait<0>();
                 fence_regs(o);
+                AB_TRACE(6 + 3 * (j / C::SPLIT));
                 release_v(ij);
             }
         } else {
@@ -1175,11 +1263,13 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               pass_turn();
               wgmma_wait<0>();
               fence_regs(sc);
+              AB_TRACE(4);
               release_k(i0);
               settle_q();
               if (n == 1) release_q(qb);
               mask_and_softmax(blk(0));  // O is still zero: nothing to rescale
               pack_p<T, BN>(sc, pf);
+              AB_TRACE(5);
               for (int j = 1; j < n; ++j) {
                   const int ik = it + blk(j), iv = it + blk(j - 1);
                   // Both waits and both descriptors before the fence: nothing but
@@ -1199,6 +1289,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   pass_turn();
                   wgmma_wait<1>();  // S_j is complete; P_{j-1} V_{j-1} may still run
                   fence_regs(sc);
+                  AB_TRACE(4 + 3 * j);
                   release_k(ik);
                   if (j == n - 1) release_q(qb);
                   int r = mask_and_softmax(blk(j));
@@ -1211,9 +1302,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                   // SASS (not timed).
                   fence_regs(pf);
                   release_v(iv);
+                  AB_TRACE(3 + 3 * j);  // P_{j-1} V_{j-1} is complete
                   if (r == 2) r = redo_softmax(blk(j));
                   if (r) rescale_o<D>(o, alpha);
                   pack_p<T, BN>(sc, pf);
+                  AB_TRACE(5 + 3 * j);
               }
               const int il = it + blk(n - 1);
               mbar_wait(bar_full_v + 8 * (il % STAGES), parity(il));
@@ -1227,6 +1320,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               pass_turn();
               wgmma_wait<0>();
               fence_regs(o);
+              AB_TRACE(3 + 3 * n);
               release_v(il);
           };
           if constexpr (!C::OWN) {
@@ -1260,6 +1354,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         }
         const work_tile we = tile_again();
         it += we.n_kv;
+        AB_TRACE(16);
 
         if constexpr (C::SPLIT > 1) {
             // ---- merge the key splits: split 0 takes the others' partial O, maxima
@@ -1273,10 +1368,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
 #pragma unroll
                 for (int k = 0; k < D / 8; ++k) mine[k * 128] = make_float4(o[4 * k], o[4 * k + 1], o[4 * k + 2], o[4 * k + 3]);
                 mine[(F4 - 1) * 128] = make_float4(m_run[0], m_run[1], l_run[0], l_run[1]);
+                AB_TRACE(17);
                 named_bar_arrive(C::PP_BAR0 + rg, 128 * C::SPLIT);
                 break;
             }
             named_bar_sync(C::PP_BAR0 + rg, 128 * C::SPLIT);
+            AB_TRACE(17);
 #pragma unroll
             for (int sp = 1; sp < C::SPLIT; ++sp) {
                 const float4 *const theirs = part + ((sp - 1) * C::ROWG + rg) * F4 * 128;
@@ -1303,6 +1400,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             }
         }
 
+        AB_TRACE(28);
         // ---- epilogue: normalize, write O and lse ----
         T *og = static_cast<T *>(p.o) + we.b * p.os[0] + we.h * p.os[1];
         float inv[2];
@@ -1317,6 +1415,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
                 p.lse[we.b * p.lse_sb + we.h * p.lse_sh + row] = (m_run[hf] + __log2f(l)) * 0.69314718055994531f;
         }
+        AB_TRACE(18);
         const int wrow = rg * WG_ROWS + wq * 16;  // this warp's first row in the tile
         // Chunk c (16 bytes) of tile row r of a [CB][BM][64] buffer: column block c/8,
         // chunk (c%8) ^ (r%8) of its 128-byte row.  That is the 128B swizzle of a TMA
@@ -1372,8 +1471,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // All four warps' GEMMs (the last readers of these Q rows) are complete
             // (SPLIT: the other splits' too, by the merge's barrier).
             warpgroup_bar(1 + cw);
+            AB_TRACE(19);
             stage_o(q_tile, wrow);
             __syncwarp();  // each warp reads back only the 16 rows it wrote
+            AB_TRACE(20);
             constexpr int CHUNKS = D / 8;  // 16-byte chunks per row
 #pragma unroll
             for (int k = 0; k < 16 * CHUNKS / 32; ++k) {
@@ -1386,6 +1487,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         }
         if constexpr (!C::PERSIST) break;
     }
+    AB_TRACE(31);
+    AB_TRACE_V(27, global_ns());
     if constexpr (C::PINGPONG)
         if (cw == 0) take_turn();  // the last consumer's arrival after its final slot
     // The last bulk store must be done with shared memory before the CTA exits.
@@ -1662,10 +1765,11 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 // D = 128 each is m64_kv2's geometry (64 rows, two splits of 128-key blocks,
 // overlapped): with 64 accumulator registers for O, four consumers' 112
 // registers spill, and two CTAs' merge areas do not fit an SM.
-template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, int SCHED = SCHED_ALL>
+// EARLY64: tile_cfg's EARLY at D = 64 (the D = 128 geometry was not timed with it).
+template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, int SCHED = SCHED_ALL>
 static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB>,
+    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64>,
                            tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED>(a, s, err);
 }
 
@@ -1706,15 +1810,17 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*     16x16x1024 316.7 against 300.0, cuDNN 317.5; 2x16x8192 512.7 against 482.7) */                   \
     X("m192_pp_persist_own_tmao", 3, 128, 4, 64, 3, true, true, true, true, true, true)
 
-// X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP) at D = 64: launch_split's.
+// X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP, EARLY) at D = 64: launch_split's.
 #define AB_WGMMA_SPLIT_CONFIGS(X)                                                  \
     /* 13: 64 rows, two key splits of 128-key blocks, overlapped: a latency-bound */ \
     /*     launch with fewer tiles than SMs (1x8x512) gets two warpgroups per tile */  \
-    X("m64_kv2", 2, 2, 1, 128, 4, true)                                              \
+    X("m64_kv2", 2, 2, 1, 128, 4, true, true)                                        \
     /* 14: as 13 with two CTAs per SM (104 registers per consumer: 64-key blocks, */  \
     /*     not overlapped, which spilled): also where there are more 64-row tiles */  \
     /*     than SMs (4x8x512: 256); run 42: 1x8x512x64 52.6 against 52.1 */         \
-    X("m64_kv2_x2", 2, 2, 2, 64, 4, false)
+    /* Both with EARLY at D = 64 (tenth session, run 60, bf16: 4x8x512x64 178.0 */   \
+    /* against 168.6 without, cuDNN 164.9; 1x8x512x64 56.5 against 50.8, 45.8) */     \
+    X("m64_kv2_x2", 2, 2, 2, 64, 4, false, true)
 
 #ifdef AB_WGMMA_EXPERIMENTS
 // Experiment builds (ATTNBENCH_NVCC_FLAGS=-DAB_WGMMA_EXPERIMENTS): configs of
@@ -1742,9 +1848,11 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m128_pp_persist_tmao_maxfirst", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_MAX_FIRST) \
     X("m192_pp_persist_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_MAX_FIRST) \
     X("m192_pp_persist_own_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_MAX_FIRST)
-#define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)                          \
-    X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, SCHED_EXACT_MAX) \
-    X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, SCHED_MAX_FIRST)
+#define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)                                      \
+    X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, true, SCHED_EXACT_MAX)       \
+    X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, true, SCHED_MAX_FIRST)    \
+    X("m64_kv2_late", 2, 2, 1, 128, 4, true, false)                           \
+    X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)
@@ -1764,8 +1872,8 @@ static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
 #define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) \
     launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ##__VA_ARGS__>,
-#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV, ...) \
-    launch_split<NC, SPLIT, MINB, BN, ST, OV, ##__VA_ARGS__>,
+#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV, EARLY, ...) \
+    launch_split<NC, SPLIT, MINB, BN, ST, OV, EARLY, ##__VA_ARGS__>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_SPLIT_CONFIGS(AB_WGMMA_SPLIT_FN)
                                                 AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)
                                                     AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(AB_WGMMA_SPLIT_FN)};
@@ -1780,7 +1888,9 @@ static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGM
 //     D=64: m64_kv2_x2, two key splits per 64-row tile, two CTAs per SM
 //       (run 51: 1x8x512 53.3 against m64_ov 51.3 and cuDNN 46.3, causal
 //       27.1 / 25.0 / 22.6; 4x8x512 173.9 / 170.8 / 166.9, causal 93.7 /
-//       90.7 / 82.0; fp16 the same order)
+//       90.7 / 82.0; fp16 the same order).  With EARLY (tenth session, run
+//       60): 1x8x512 56.5 against m64_kv2 56.1 and cuDNN 45.8, causal 28.1 /
+//       27.7 / 22.1; 4x8x512 178.0 / 138.7 / 164.9, causal 97.0 / 78.8 / 80.7
 //     D=128: m64_ov, twice the CTAs (run 51: 1x8x512x128 82.6 against
 //       m64_kv2_x2 75.7 and cuDNN 76.8; causal 42.6 / 38.7 / 36.6)
 //   else: m192_pp_persist_own_tmao, both head dims, causal or not: with
