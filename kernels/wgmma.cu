@@ -983,8 +983,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                     mbar_arrive(bar_q_full + 8 * qb);
                     break;
                 }
-                const work_tile w = decode(rank);
-                if (!C::EARLY) issue_q(qb, w);  // EARLY: tile 0's (the only one) went before the barrier
+                // EARLY: tile 0 (the only one) was decoded, and its Q issued, before the barrier.
+                const work_tile w = C::EARLY ? *tile_smem : decode(rank);
+                if (!C::EARLY) issue_q(qb, w);
                 for (int j = i == 0 ? n_early : 0; j < w.n_kv; ++j, ++it) {
                     const int s = it % STAGES;
                     // Round r >= 1 of a slot waits for the consumers' release of round r - 1;

@@ -65,6 +65,14 @@ def _backend_error(q, k, v, causal, truth):
     return best
 
 
+def _skip_unless_wgmma(q, k, v, causal, scale):
+    """Skips the test with wgmma's reason where it cannot run these inputs (not an sm_90 GPU)."""
+    import torch
+    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, scale)
+    if why is not None:
+        pytest.skip(why)
+
+
 def _check(impl, dtype, D, causal, Sq, Sk, Hq, Hkv, B=2, scale=None, seed=0, vs_backends=False, config=None):
     _check_on(impl, *_inputs(dtype, B, Hq, Hkv, Sq, Sk, D, seed), causal, scale, vs_backends, config)
 
@@ -174,9 +182,7 @@ def test_wgmma_tma_store_into_a_strided_view(config, dtype, D, causal, scale):
     import torch
     B, H, Sq, Sk = 2, 72, 300, 250
     q, k, v = _inputs(dtype, B, H, H, Sq, Sk, D, 5)
-    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, scale)
-    if why is not None:
-        pytest.skip(why)
+    _skip_unless_wgmma(q, k, v, causal, scale)
     sentinel = 7.0
     buf = torch.full((B, Sq, H + 2, D), sentinel, device="cuda", dtype=q.dtype)
     out = buf[:, :, 1:H + 1].transpose(1, 2)  # [B, H, Sq, D] view: heads 1..H of [B, Sq, H + 2, D]
@@ -202,9 +208,7 @@ def test_wgmma_tma_store_into_a_strided_view(config, dtype, D, causal, scale):
 def test_wgmma_dynamic_schedule_over_many_launches(config, H, S):
     import torch
     q, k, v = _inputs("bfloat16", 1, H, H, S, S, 64, 11)
-    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, True, None)
-    if why is not None:
-        pytest.skip(why)
+    _skip_unless_wgmma(q, k, v, True, None)
     first = attnbench.attention(q, k, v, causal=True, impl="wgmma", config=config)
     r = attnbench.check_close(first.float().cpu().numpy(), _truth(q, k, v, True).cpu().numpy(),
                               atol=ATOL["bfloat16"], rtol=RTOL["bfloat16"])
@@ -227,11 +231,8 @@ def test_wgmma_dynamic_schedule_over_many_launches(config, H, S):
 @pytest.mark.parametrize("Sq,Sk,causal,scale", [(65, 65, True, -0.2), (200, 1, False, None), (130, 900, True, 0.3),
                                                 (96, 300, False, -0.1), (300, 64, True, None)])
 def test_wgmma_split_kv_merge(config, dtype, D, Sq, Sk, causal, scale):
-    import torch
     q, k, v = _inputs(dtype, 1, 2, 2, Sq, Sk, D, 0)
-    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, scale)
-    if why is not None:
-        pytest.skip(why)
+    _skip_unless_wgmma(q, k, v, causal, scale)
     _check("wgmma", dtype, D, causal, Sq, Sk, 6, 2, B=2, scale=scale, seed=Sq + Sk, config=config)
 
 
@@ -255,9 +256,7 @@ def test_wgmma_running_max_past_the_slack(config, dtype, D, causal, pattern):
     import torch
     Sq, Sk = 300, 1100
     q, k, v = _inputs(dtype, 2, 4, 2, Sq, Sk, D, 21)
-    why = attnbench._core.supports("wgmma", q, k, v, torch.empty_like(q), None, causal, -1.0)
-    if why is not None:
-        pytest.skip(why)
+    _skip_unless_wgmma(q, k, v, causal, -1.0)
     if pattern == "ramp":
         gain = 1.0 + 8.0 * torch.arange(Sk, device="cuda", dtype=torch.float32) / Sk
     else:
