@@ -90,6 +90,29 @@ int main(int argc, char **argv)
     CK(cudaEventCreate(&e1));
     void *trace_dev;
     CK(cudaGetSymbolAddress(&trace_dev, tr::trace_buf));
+    // AB_TRACE_MODE: cold (the default: the flush before each launch), warm (no
+    // flush), or code (the flush, then one launch of the same kernel on a small
+    // problem of its own, so that its code is in L2 and its data is not).
+    const char *mode_env = getenv("AB_TRACE_MODE");
+    const std::string mode = mode_env ? mode_env : "cold";
+    if (mode != "cold" && mode != "warm" && mode != "code") {
+        fprintf(stderr, "AB_TRACE_MODE must be cold, warm or code\n");
+        return 2;
+    }
+    ab_attn_args small = a;
+    small.B = small.Hq = small.Hkv = 1;
+    small.Sq = small.Sk = 64;
+    const size_t n_small = (size_t)64 * D;
+    void *small_buf;
+    CK(cudaMalloc(&small_buf, 4 * n_small * 2));
+    CK(cudaMemset(small_buf, 0, 4 * n_small * 2));
+    small.q = small_buf;
+    small.k = static_cast<char *>(small_buf) + n_small * 2;
+    small.v = static_cast<char *>(small_buf) + 2 * n_small * 2;
+    small.o = static_cast<char *>(small_buf) + 3 * n_small * 2;
+    for (int i = 0; i < 3; ++i)
+        small.q_stride[i] = small.k_stride[i] = small.v_stride[i] = small.o_stride[i] =
+            (i == 2) ? D : (int64_t)64 * D;
     for (int c = 7; c < argc; ++c) {
         int idx = -1;
         for (int i = 0; i < ab_kernel_wgmma.n_configs; ++i)
@@ -100,8 +123,16 @@ int main(int argc, char **argv)
         }
         std::vector<float> us;
         for (int rep = 0; rep < 30; ++rep) {
-            CK(cudaMemset(flush, rep, flush_bytes));
+            if (mode != "warm") CK(cudaMemset(flush, rep, flush_bytes));
             CK(cudaMemset(trace_dev, 0, sizeof(host_trace)));
+            if (mode == "code") {
+                ab_error err;
+                if (ab_kernel_wgmma.launch(&small, idx, 0, &err) != 0) {
+                    fprintf(stderr, "%s (small): %s\n", argv[c], err.msg);
+                    return 1;
+                }
+                CK(cudaMemset(trace_dev, 0, sizeof(host_trace)));
+            }
             CK(cudaEventRecord(e0));
             ab_error err;
             if (ab_kernel_wgmma.launch(&a, idx, 0, &err) != 0) {
@@ -116,7 +147,7 @@ int main(int argc, char **argv)
         }
         std::sort(us.begin(), us.end());
         CK(cudaMemcpyFromSymbol(host_trace, tr::trace_buf, sizeof(host_trace)));
-        const std::string path = std::string(outdir) + "/trace_" + argv[c] + ".bin";
+        const std::string path = std::string(outdir) + "/trace_" + argv[c] + (mode == "cold" ? "" : "_" + mode) + ".bin";
         FILE *f = fopen(path.c_str(), "wb");
         if (f == nullptr || fwrite(host_trace, sizeof(host_trace[0]), 512, f) != 512) {
             fprintf(stderr, "cannot write %s\n", path.c_str());

@@ -75,6 +75,10 @@
 // the first K blocks by the consumers' plain loads instead of TMA (-10%: the
 // first loads wait on DRAM either way); Q and the first K blocks before the
 // rest of the first loads (level).
+// Eleventh session (runs 64-67, 4x8x512x64): one CTA per SM of two row groups
+// by two key splits, sharing K/V, overlapped or not, four or eight stages (-4
+// to -7%); split tiles' O stored from registers (-3%) or by a bulk tensor
+// store (level); the merge's factors and 1/l on the FMA pipe (level).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
@@ -135,11 +139,12 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            latency-bound launch gets SPLIT times the warpgroups per tile
 //   MINB     CTAs per SM the registers are divided for (0: two with one
 //            consumer, else one)
-//   EARLY    (not persistent) the thread that initializes the barriers decodes
-//            the tile into shared memory (the consumers read it there, rather
-//            than decode it twice: divisions) and, after prefetching the tensor
-//            maps, issues Q and the first STAGES K blocks, then their V blocks,
-//            before the CTA's first barrier
+//   EARLY    (not persistent) the tile comes from a 3-d grid (no divisions), and
+//            the thread that initializes the barriers issues Q about 45
+//            instructions into the kernel, right after Q's and K's barriers are
+//            initialized, then the first STAGES K blocks, then (the other
+//            barriers initialized) their V blocks, all before the CTA's first
+//            barrier; it stores the tile in shared memory for the consumers
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
           bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0,
           bool EARLY_ = false>
@@ -254,6 +259,8 @@ struct kparams {
     float p_lim;       // 2^slack: softmax_stale's bound on P
     int stale;         // later blocks by softmax_stale (else softmax_block, the max first)
     int negate_q;      // scale < 0: Q is negated in shared memory once
+    int kv_group;      // Hq / Hkv (EARLY: the kv head without a division when 1)
+    int grid_axes;     // EARLY: the grid axis (0 x, 1 y, 2 z) of the query block, head and batch, 2 bits each
     int causal;
 };
 
@@ -296,8 +303,9 @@ __device__ long long trace_buf[TRACE_CTAS][TRACE_WARPS][TRACE_EVENTS];
 #ifdef AB_WGMMA_TRACE
 __device__ __forceinline__ void trace_at(int ev, long long v)
 {
-    if ((threadIdx.x & 31) == 0 && blockIdx.x < TRACE_CTAS && ev >= 0 && ev < TRACE_EVENTS)
-        trace_buf[blockIdx.x][threadIdx.x >> 5][ev] = v;
+    const unsigned cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    if ((threadIdx.x & 31) == 0 && cta < TRACE_CTAS && ev >= 0 && ev < TRACE_EVENTS)
+        trace_buf[cta][threadIdx.x >> 5][ev] = v;
 }
 __device__ __forceinline__ long long global_ns()
 {
@@ -933,32 +941,46 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
     AB_TRACE_V(29, sm_id());
     AB_TRACE_V(30, global_ns());
     if (tid == 0) {
+        work_tile w0;  // EARLY: this CTA's tile
         if constexpr (C::EARLY) {
-            prefetch_tensormap(&tm_q);
-            prefetch_tensormap(&tm_k);
+            // Q first: in a cold launch (its code and data out of L2) the first loads
+            // land about as much later as they are issued (tenth and eleventh
+            // sessions, NOTES.md), so only Q's and K's barriers are initialized
+            // before it, and the tile is read off the grid: the query block, head
+            // and batch each have a grid axis (p.grid_axes), causal query blocks
+            // heaviest first.  Its TMA fetches the tensor map itself.
+            mbar_init(bar_q_full, 1);
+            for (int s = 0; s < STAGES; ++s) mbar_init(bar_full_k + 8 * s, 1);
+            mbar_init_fence();
+            const unsigned ax = (unsigned)p.grid_axes;
+            auto coord = [&](unsigned a) { return (int)(a == 0 ? blockIdx.x : a == 1 ? blockIdx.y : blockIdx.z); };
+            const int mbi = coord(ax & 3u);
+            w0.h = coord((ax >> 2) & 3u);
+            w0.b = coord((ax >> 4) & 3u);
+            w0.m0 = (p.causal ? p.n_mblocks - 1 - mbi : mbi) * BM;
+            issue_q(0, w0);
+            w0.kvh = p.kv_group == 1 ? w0.h : w0.h / p.kv_group;
+            w0.n_kv = ceil_div(p.causal ? min(p.Sk, min(w0.m0 + BM, p.Sq)) : p.Sk, BN);
+            // K before V: with key splits, each split's first S GEMM needs one.
+            n_early = min(w0.n_kv, STAGES);
+            for (int j = 0; j < n_early; ++j) issue_kv(&tm_k, sK, bar_full_k, j, j, w0);
+            *tile_smem = w0;
             prefetch_tensormap(&tm_v);
         }
         for (int qb = 0; qb < C::QBUF; ++qb) {
-            mbar_init(bar_q_full + 8 * qb, 1);
+            if (!C::EARLY || qb > 0) mbar_init(bar_q_full + 8 * qb, 1);
             mbar_init(bar_q_empty + 8 * qb, NC * 4);  // one arrival per consumer warp
         }
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(bar_full_k + 8 * s, 1);
+            if (!C::EARLY) mbar_init(bar_full_k + 8 * s, 1);
             mbar_init(bar_full_v + 8 * s, 1);
             // A K/V block is read by one key split's consumers.
             mbar_init(bar_empty_k + 8 * s, C::ROWG * 4);
             mbar_init(bar_empty_v + 8 * s, C::ROWG * 4);
         }
         mbar_init_fence();
-        if constexpr (C::EARLY) {
-            // K before V: with key splits, each split's first S GEMM needs one.
-            const work_tile w = decode((int)blockIdx.x);
-            *tile_smem = w;
-            issue_q(0, w);
-            n_early = min(w.n_kv, STAGES);
-            for (int j = 0; j < n_early; ++j) issue_kv(&tm_k, sK, bar_full_k, j, j, w);
-            for (int j = 0; j < n_early; ++j) issue_kv(&tm_v, sV, bar_full_v, j, j, w);
-        }
+        if constexpr (C::EARLY)
+            for (int j = 0; j < n_early; ++j) issue_kv(&tm_v, sV, bar_full_v, j, j, w0);
     }
     __syncthreads();
     AB_TRACE(1);
@@ -1698,6 +1720,8 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
         p.k_strides[i] = a->k_stride[i];
     }
     p.causal = a->causal;
+    p.kv_group = a->Hq / a->Hkv;
+    p.grid_axes = 0;
 
     const long long work = (long long)p.n_mblocks * a->B * a->Hq;
     // The persistent schedule counts ranks in 32 bits up to n_work + gridDim.x.
@@ -1730,9 +1754,36 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
             p.rot = pick_rotation(p.n_mblocks, p.bh_count, (int)grid, p.n_work, light);
         }
     }
+    dim3 grid3((unsigned)grid);
+    if (C::EARLY) {
+        // The query block, head and batch on grid axes: non-causal (x, y, z), so that
+        // a head's query blocks run side by side (its K/V shared in L2); causal
+        // (z, x, y), heaviest query block first, as decode's ranks.  y and z stop at
+        // 65535; n_work < 2^31 leaves at most one extent past that, which then
+        // trades axes with the one on x.
+        int axis[3] = {0, 1, 2};  // of the query block, head, batch
+        if (a->causal) {
+            axis[0] = 2;
+            axis[1] = 0;
+            axis[2] = 1;
+        }
+        const unsigned ext[3] = {(unsigned)p.n_mblocks, (unsigned)a->Hq, (unsigned)a->B};
+        for (int r = 0; r < 3; ++r)
+            if (axis[r] != 0 && ext[r] > 65535)
+                for (int x = 0; x < 3; ++x)
+                    if (axis[x] == 0) {
+                        axis[x] = axis[r];
+                        axis[r] = 0;
+                        break;
+                    }
+        unsigned dims[3];
+        for (int r = 0; r < 3; ++r) dims[axis[r]] = ext[r];
+        grid3 = dim3(dims[0], dims[1], dims[2]);
+        p.grid_axes = axis[0] | axis[1] << 2 | axis[2] << 4;
+    }
     AB_CUDA_CHECK(err, cudaFuncSetAttribute(attn_fwd_wgmma<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                             (int)C::SMEM));
-    attn_fwd_wgmma<T, C><<<(unsigned)grid, C::THREADS, C::SMEM, stream>>>(maps[0], maps[1], maps[2], maps[3], p);
+    attn_fwd_wgmma<T, C><<<grid3, C::THREADS, C::SMEM, stream>>>(maps[0], maps[1], maps[2], maps[3], p);
     AB_LAUNCH_CHECK(err);
     return 0;
 }
@@ -1820,7 +1871,8 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*     not overlapped, which spilled): also where there are more 64-row tiles */  \
     /*     than SMs (4x8x512: 256); run 42: 1x8x512x64 52.6 against 52.1 */         \
     /* Both with EARLY at D = 64 (tenth session, run 60, bf16: 4x8x512x64 178.0 */   \
-    /* against 168.6 without, cuDNN 164.9; 1x8x512x64 56.5 against 50.8, 45.8) */     \
+    /* against 168.6 without, cuDNN 164.9; 1x8x512x64 56.5 against 50.8, 45.8); */    \
+    /* EARLY's Q issued first off a 3-d grid: run 67, 185.4 against 182.4, 166.9 */ \
     X("m64_kv2_x2", 2, 2, 2, 64, 4, false, true)
 
 #ifdef AB_WGMMA_EXPERIMENTS

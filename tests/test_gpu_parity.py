@@ -236,6 +236,16 @@ def test_wgmma_split_kv_merge(config, dtype, D, Sq, Sk, causal, scale):
     _check("wgmma", dtype, D, causal, Sq, Sk, 6, 2, B=2, scale=scale, seed=Sq + Sk, config=config)
 
 
+# The split configs read their tile off a 3-d grid (query block, head and batch on grid axes); y and z stop
+# at 65535, so a batch past that trades axes with the extent on x (kernels/wgmma.cu, launch_one).
+@pytest.mark.parametrize("config", ["m64_kv2", "m64_kv2_x2"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_wgmma_split_grid_past_65535_batches(config, causal):
+    q, k, v = _inputs("bfloat16", 1, 1, 1, 3, 5, 64, 0)
+    _skip_unless_wgmma(q, k, v, causal, None)
+    _check("wgmma", "bfloat16", 64, causal, 3, 5, 1, 1, B=65540, seed=1, config=config)
+
+
 # wgmma keeps a row's running max until a block's max passes it by more than a slack (kernels/wgmma.cu,
 # softmax_block), and takes a row's later blocks against that max before knowing the block's own
 # (softmax_stale): P may exceed 1, and O is rescaled only when P's row sums pass 2^slack.  Two key
