@@ -75,10 +75,12 @@
 // the first K blocks by the consumers' plain loads instead of TMA (-10%: the
 // first loads wait on DRAM either way); Q and the first K blocks before the
 // rest of the first loads (level).
-// Eleventh session (runs 64-67, 4x8x512x64): one CTA per SM of two row groups
+// Eleventh session (runs 64-69, 4x8x512x64): one CTA per SM of two row groups
 // by two key splits, sharing K/V, overlapped or not, four or eight stages (-4
 // to -7%); split tiles' O stored from registers (-3%) or by a bulk tensor
-// store (level); the merge's factors and 1/l on the FMA pipe (level).
+// store (level); the merge's factors and 1/l on the FMA pipe (level); two
+// K/V blocks issued before the first barrier instead of four, and the merge
+// folding 1/l into each split's factor (run 69: level).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
