@@ -142,8 +142,8 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //   MINB     CTAs per SM the registers are divided for (0: two with one
 //            consumer, else one)
 //   EARLY    (not persistent) the tile comes from a 3-d grid (no divisions), and
-//            the thread that initializes the barriers issues Q about 45
-//            instructions into the kernel, right after Q's and K's barriers are
+//            the thread that initializes the barriers issues Q 57 SASS
+//            instructions into the kernel (m64_kv2_x2), right after Q's and K's barriers are
 //            initialized, then the first STAGES K blocks, then (the other
 //            barriers initialized) their V blocks, all before the CTA's first
 //            barrier; it stores the tile in shared memory for the consumers
@@ -893,6 +893,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         }
         return r < p.n_work ? r : -1;
     };
+    // K/V blocks of the tile at query row m0; causal: keys up to its last real row
+    // (rows >= Sq are never written).
+    auto kv_blocks = [&](int m0) { return ceil_div(p.causal ? min(p.Sk, min(m0 + BM, p.Sq)) : p.Sk, BN); };
     auto decode = [&](int rank) {
         work_tile w;
         int mb, bh;
@@ -913,9 +916,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         w.h = bh % p.Hq;
         w.kvh = kv_head(w.h, p.Hq, p.Hkv);
         w.m0 = mb * BM;
-        // Causal: keys up to the tile's last real row (rows >= Sq are never written).
-        const int n_end = p.causal ? min(p.Sk, min(w.m0 + BM, p.Sq)) : p.Sk;
-        w.n_kv = ceil_div(n_end, BN);
+        w.n_kv = kv_blocks(w.m0);
         return w;
     };
 
@@ -962,7 +963,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             w0.m0 = (p.causal ? p.n_mblocks - 1 - mbi : mbi) * BM;
             issue_q(0, w0);
             w0.kvh = p.kv_group == 1 ? w0.h : w0.h / p.kv_group;
-            w0.n_kv = ceil_div(p.causal ? min(p.Sk, min(w0.m0 + BM, p.Sq)) : p.Sk, BN);
+            w0.n_kv = kv_blocks(w0.m0);
             // K before V: with key splits, each split's first S GEMM needs one.
             n_early = min(w0.n_kv, STAGES);
             for (int j = 0; j < n_early; ++j) issue_kv(&tm_k, sK, bar_full_k, j, j, w0);
@@ -970,7 +971,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             prefetch_tensormap(&tm_v);
         }
         for (int qb = 0; qb < C::QBUF; ++qb) {
-            if (!C::EARLY || qb > 0) mbar_init(bar_q_full + 8 * qb, 1);
+            if (!C::EARLY) mbar_init(bar_q_full + 8 * qb, 1);  // EARLY: QBUF = 1, initialized above
             mbar_init(bar_q_empty + 8 * qb, NC * 4);  // one arrival per consumer warp
         }
         for (int s = 0; s < STAGES; ++s) {
