@@ -10,6 +10,8 @@ entry.  Events (kernels/wgmma.cu, AB_TRACE):
   complete, 5 + 3i P_i packed, 6 + 3i P_i V_i complete; 16 past the loop (split tiles: tile decoded),
   17 partials stored (splits 1..) or read back (split 0), 28 merge done, 18 lse written,
   19-20 O staged, 31 O stored.
+Then per SM: how much later the second-resident CTA ends than the first, the SMs that hold one CTA, and the
+SMs that end last (CTA = linear block index).
 """
 import os
 import sys
@@ -22,7 +24,8 @@ CONSUMER_EVENTS = [1, 2, 3] + list(range(4, 16)) + [16, 17, 28, 18, 19, 20, 31]
 
 def summarize(path):
     t = np.fromfile(path, dtype=np.int64).reshape(-1, WARPS, EVENTS)
-    t = t[t[:, 0, 0] != 0]
+    cta = np.where(t[:, 0, 0] != 0)[0]
+    t = t[cta]
     name = os.path.basename(path)[len("trace_"):-len(".bin")]
     if len(t) == 0:
         print(f"== {name}: no CTA recorded")
@@ -54,6 +57,28 @@ def summarize(path):
     warps = int((t[0, :, 0] != 0).sum())
     for w in range(4, warps, 4):
         print(f"  {w:4d}   " + " ".join(f"{med(w, e):6d}" for e in CONSUMER_EVENTS))
+    per_sm(t, cta, entry_ns - base, end_ns - base, sm)
+
+
+def per_sm(t, cta, entry, end, sm):
+    """Second- against first-resident ends, one-CTA SMs, and the five SMs that end last (ns from the first entry)."""
+    q = t[:, 4, 3] - t[:, 0, 0]  # Q landed, cycles from the CTA's entry (first consumer warp)
+    pairs, singles = [], []
+    for s in np.unique(sm):
+        j = np.where(sm == s)[0]
+        if len(j) == 2:
+            first, second = j[np.argsort(entry[j])]
+            pairs.append(end[second] - end[first])
+        elif len(j) == 1:
+            singles.append(end[j[0]])
+    if pairs:
+        print(f"  SMs with two CTAs {len(pairs)}: second-resident ends later by p50 {np.median(pairs):.0f} ns "
+              f"(p10 {np.percentile(pairs, 10):.0f}, p90 {np.percentile(pairs, 90):.0f})")
+    if singles:
+        print(f"  SMs with one CTA {len(singles)}: end p50 {np.median(singles):.0f} max {max(singles)} ns")
+    print("  last SMs: " + "; ".join(
+        f"sm {s}: " + ", ".join(f"cta {cta[k]} Q {q[k]} end {end[k]}" for k in np.where(sm == s)[0][np.argsort(entry[sm == s])])
+        for s in sorted(np.unique(sm), key=lambda s: -end[sm == s].max())[:5]))
 
 
 if __name__ == "__main__":
