@@ -149,7 +149,7 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            barrier; it stores the tile in shared memory for the consumers
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
           bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0,
-          bool EARLY_ = false, int VAR_ = 0>
+          bool EARLY_ = false>
 struct tile_cfg {
     static constexpr int SPLIT = SPLIT_;
     static constexpr int ROWG = NC_ / SPLIT_;  // consumer warpgroups per key split, 64 rows each
@@ -169,25 +169,6 @@ struct tile_cfg {
     static constexpr bool PERSIST = PERSIST_;
     static constexpr bool OWN = OWN_;  // per-consumer K/V extent (see the consumer loop)
     static constexpr bool EARLY = EARLY_ && !PERSIST_;
-    // Experiment variants of the split tiles (VAR_ bits; 0 in every registered config):
-    //   1 the last key split merges (the others store their partials)
-    //   2 no warpgroup barrier before the split tile's O is staged
-    //   4 EARLY's tile off fixed grid axes (x, y, z) = (head, batch, query block)
-    //   8 (SPLIT = 2) the later warp of each warp pair merges (an atomic per pair)
-    //   16 EARLY: the splits' first K blocks issued before Q
-    //   32 EARLY: the splits' first V blocks issued right after their K blocks (before K's second round)
-    //   64 (SPLIT = 2) the merge folds 1/l into its factors: O normalized as it is merged
-    //   128 (not overlapped) CTAs of the first dispatch wave (linear index < %nsmid) sleep
-    //       (VAR_ >> 8) * 32 ns before each block: the warp scheduler favours their older warps
-    //       over the co-resident CTA's, which then finishes alone
-    static constexpr bool MERGE_LAST = (VAR_ & 1) && SPLIT_ > 1;
-    static constexpr bool SPLIT_NOWGBAR = (VAR_ & 10) && SPLIT_ > 1;
-    static constexpr bool FIXAX = (VAR_ & 4) && EARLY;
-    static constexpr bool MERGE_DYN = (VAR_ & 8) && SPLIT_ == 2;
-    static constexpr bool K_FIRST = (VAR_ & 16) && EARLY;
-    static constexpr bool V_SOON = (VAR_ & 32) && EARLY;
-    static constexpr bool FUSE_NORM = (VAR_ & 64) && SPLIT_ == 2;
-    static constexpr int YIELD_NS = (VAR_ & 128) && !OVERLAP_ ? (VAR_ >> 8) * 32 : 0;
     static_assert(!EARLY_ || !PERSIST_, "EARLY issues a non-persistent CTA's one tile");
     static constexpr bool SINK = SINK_ && OVERLAP_;  // the softmax pinned above the wait for P V (sink_rows)
     static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
@@ -247,9 +228,7 @@ struct tile_cfg {
     // EARLY: the CTA's work_tile, decoded once.
     static constexpr uint32_t TILE_OFF = BAR_OFF + N_BARS * 8;
     static constexpr uint32_t TILE_BYTES = EARLY ? 32 : 0;
-    static constexpr uint32_t CNT_OFF = TILE_OFF + TILE_BYTES;  // MERGE_DYN: a counter per warp pair
-    static constexpr uint32_t CNT_BYTES = MERGE_DYN ? 16 * ROWG : 0;
-    static constexpr uint32_t PART_OFF = (CNT_OFF + CNT_BYTES + 15) & ~15u;
+    static constexpr uint32_t PART_OFF = (TILE_OFF + TILE_BYTES + 15) & ~15u;
     static constexpr uint32_t PART_BYTES = (SPLIT - 1) * ROWG * PART_F4 * 128 * 16;
     // + ATOM_BYTES: the dynamic shared window is aligned up to an atom in the kernel.
     static constexpr size_t SMEM = (SPLIT > 1 ? PART_OFF + PART_BYTES : TILE_OFF + TILE_BYTES) + ATOM_BYTES;
@@ -975,45 +954,20 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // heaviest first.  Its TMA fetches the tensor map itself.
             mbar_init(bar_q_full, 1);
             for (int s = 0; s < STAGES; ++s) mbar_init(bar_full_k + 8 * s, 1);
-            if constexpr (C::V_SOON)
-                for (int s = 0; s < STAGES; ++s) mbar_init(bar_full_v + 8 * s, 1);
             mbar_init_fence();
-            int mbi;
-            if constexpr (C::FIXAX) {
-                w0.h = (int)blockIdx.x;
-                w0.b = (int)blockIdx.y;
-                mbi = (int)blockIdx.z;
-            } else {
-                const unsigned ax = (unsigned)p.grid_axes;
-                auto coord = [&](unsigned a) { return (int)(a == 0 ? blockIdx.x : a == 1 ? blockIdx.y : blockIdx.z); };
-                mbi = coord(ax & 3u);
-                w0.h = coord((ax >> 2) & 3u);
-                w0.b = coord((ax >> 4) & 3u);
-            }
+            const unsigned ax = (unsigned)p.grid_axes;
+            auto coord = [&](unsigned a) { return (int)(a == 0 ? blockIdx.x : a == 1 ? blockIdx.y : blockIdx.z); };
+            const int mbi = coord(ax & 3u);
+            w0.h = coord((ax >> 2) & 3u);
+            w0.b = coord((ax >> 4) & 3u);
             w0.m0 = (p.causal ? p.n_mblocks - 1 - mbi : mbi) * BM;
-            int j0 = 0;  // K blocks issued
-            if constexpr (C::K_FIRST) {
-                w0.kvh = p.kv_group == 1 ? w0.h : w0.h / p.kv_group;
-                w0.n_kv = kv_blocks(w0.m0);
-                n_early = min(w0.n_kv, STAGES);
-                for (; j0 < min(n_early, C::SPLIT); ++j0) issue_kv(&tm_k, sK, bar_full_k, j0, j0, w0);
-            }
             issue_q(0, w0);
-            if constexpr (!C::K_FIRST) {
-                w0.kvh = p.kv_group == 1 ? w0.h : w0.h / p.kv_group;
-                w0.n_kv = kv_blocks(w0.m0);
-                // K before V: with key splits, each split's first S GEMM needs one.
-                n_early = min(w0.n_kv, STAGES);
-            }
-            if constexpr (C::V_SOON) {
-                for (; j0 < min(n_early, C::SPLIT); ++j0) issue_kv(&tm_k, sK, bar_full_k, j0, j0, w0);
-                for (int j = 0; j < min(n_early, C::SPLIT); ++j) issue_kv(&tm_v, sV, bar_full_v, j, j, w0);
-            }
-            for (int j = j0; j < n_early; ++j) issue_kv(&tm_k, sK, bar_full_k, j, j, w0);
+            w0.kvh = p.kv_group == 1 ? w0.h : w0.h / p.kv_group;
+            w0.n_kv = kv_blocks(w0.m0);
+            // K before V: with key splits, each split's first S GEMM needs one.
+            n_early = min(w0.n_kv, STAGES);
+            for (int j = 0; j < n_early; ++j) issue_kv(&tm_k, sK, bar_full_k, j, j, w0);
             *tile_smem = w0;
-            if constexpr (C::MERGE_DYN)
-                for (int i = 0; i < 4 * C::ROWG; ++i)
-                    reinterpret_cast<int *>(q_tile - C::Q_OFF + C::CNT_OFF)[i] = 0;
             prefetch_tensormap(&tm_v);
         }
         for (int qb = 0; qb < C::QBUF; ++qb) {
@@ -1022,14 +976,14 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         }
         for (int s = 0; s < STAGES; ++s) {
             if (!C::EARLY) mbar_init(bar_full_k + 8 * s, 1);
-            if (!C::V_SOON) mbar_init(bar_full_v + 8 * s, 1);
+            mbar_init(bar_full_v + 8 * s, 1);
             // A K/V block is read by one key split's consumers.
             mbar_init(bar_empty_k + 8 * s, C::ROWG * 4);
             mbar_init(bar_empty_v + 8 * s, C::ROWG * 4);
         }
         mbar_init_fence();
         if constexpr (C::EARLY)
-            for (int j = C::V_SOON ? min(n_early, C::SPLIT) : 0; j < n_early; ++j) issue_kv(&tm_v, sV, bar_full_v, j, j, w0);
+            for (int j = 0; j < n_early; ++j) issue_kv(&tm_v, sV, bar_full_v, j, j, w0);
     }
     __syncthreads();
     AB_TRACE(1);
@@ -1267,16 +1221,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         };
 
         if constexpr (!C::OVERLAP) {
-            bool yield_wave = false;
-            if constexpr (C::YIELD_NS > 0) {
-                unsigned nsm;
-                asm("mov.u32 %0, %%nsmid;" : "=r"(nsm));
-                yield_wave = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z) < nsm;
-            }
             for (int j = ks; j < w.n_kv; j += C::SPLIT) {
                 const int ij = it + j;
-                if constexpr (C::YIELD_NS > 0)
-                    if (yield_wave) __nanosleep(C::YIELD_NS);
                 mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
                 wgmma_fence();
                 issue_s<T, C>(sc, dq, desc_k(ij));
@@ -1443,19 +1389,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // alone writes the tile.  l is still this thread's quarter of the row.
             float4 *const part = reinterpret_cast<float4 *>(q_tile - C::Q_OFF + C::PART_OFF) + (threadIdx.x & 127);
             constexpr int F4 = C::PART_F4;
-            constexpr int MERGER = C::MERGE_LAST ? C::SPLIT - 1 : 0;
-            bool writer = ks != MERGER;
-            int slot = ks < MERGER ? ks : ks - 1;  // a writer's partial
-            if constexpr (C::MERGE_DYN) {
-                // The first of the pair (warp wq of each split) to get here stores.
-                int first = 0;
-                if (lane == 0)
-                    first = atomicAdd(reinterpret_cast<int *>(q_tile - C::Q_OFF + C::CNT_OFF) + rg * 4 + wq, 1) == 0;
-                writer = __shfl_sync(0xffffffffu, first, 0) != 0;
-                slot = 0;
-            }
-            if (writer) {
-                float4 *const mine = part + (slot * C::ROWG + rg) * F4 * 128;
+            if (ks > 0) {
+                float4 *const mine = part + ((ks - 1) * C::ROWG + rg) * F4 * 128;
 #pragma unroll
                 for (int k = 0; k < D / 8; ++k) mine[k * 128] = make_float4(o[4 * k], o[4 * k + 1], o[4 * k + 2], o[4 * k + 3]);
                 mine[(F4 - 1) * 128] = make_float4(m_run[0], m_run[1], l_run[0], l_run[1]);
@@ -1466,8 +1401,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             named_bar_sync(C::PP_BAR0 + rg, 128 * C::SPLIT);
             AB_TRACE(17);
 #pragma unroll
-            for (int sp = 0; sp < C::SPLIT - 1; ++sp) {
-                const float4 *const theirs = part + (sp * C::ROWG + rg) * F4 * 128;
+            for (int sp = 1; sp < C::SPLIT; ++sp) {
+                const float4 *const theirs = part + ((sp - 1) * C::ROWG + rg) * F4 * 128;
                 const float4 ml = theirs[(F4 - 1) * 128];
                 const float m_o[2] = {ml.x, ml.y}, l_o[2] = {ml.z, ml.w};
                 float a_me[2], a_o[2];
@@ -1479,14 +1414,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                     a_o[hf] = fast_exp2(m_o[hf] - ms);
                     m_run[hf] = m_new;
                     l_run[hf] = l_run[hf] * a_me[hf] + l_o[hf] * a_o[hf];
-                    if constexpr (C::FUSE_NORM) {
-                        // The whole row's sum (the quad's four quarters), and O normalized here.
-                        l_run[hf] += __shfl_xor_sync(0xffffffffu, l_run[hf], 1);
-                        l_run[hf] += __shfl_xor_sync(0xffffffffu, l_run[hf], 2);
-                        const float inv_l = 1.f / l_run[hf];
-                        a_me[hf] *= inv_l;
-                        a_o[hf] *= inv_l;
-                    }
                 }
 #pragma unroll
                 for (int k = 0; k < D / 8; ++k) {
@@ -1506,13 +1433,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
             float l = l_run[hf];
-            if constexpr (C::FUSE_NORM) {
-                inv[hf] = 1.f;  // the merge normalized O and summed the row
-            } else {
-                l += __shfl_xor_sync(0xffffffffu, l, 1);
-                l += __shfl_xor_sync(0xffffffffu, l, 2);
-                inv[hf] = 1.f / l;  // l >= 1: every row sees its max key
-            }
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            inv[hf] = 1.f / l;  // l >= 1: every row sees its max key
             const int row = row_lo + 8 * hf;
             if (p.lse != nullptr && t == 0 && row < p.Sq)
                 // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
@@ -1573,9 +1496,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             // Stage this warpgroup's rows in its Q rows, then 16-byte stores.
             // All four warps' GEMMs (the last readers of these Q rows) are complete
             // (SPLIT: the other splits' too, by the merge's barrier).
-            // (SPLIT_NOWGBAR: the merge's barrier already had every warp of the
-            // row group past its last GEMM.)
-            if constexpr (!C::SPLIT_NOWGBAR) warpgroup_bar(1 + cw);
+            warpgroup_bar(1 + cw);
             AB_TRACE(19);
             stage_o(q_tile, wrow);
             __syncwarp();  // each warp reads back only the 16 rows it wrote
@@ -1837,11 +1758,7 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
         }
     }
     dim3 grid3((unsigned)grid);
-    if (C::FIXAX) {
-        if (a->B > 65535 || p.n_mblocks > 65535)
-            return ab_set_error(err, "wgmma: this experiment config needs B and Sq / BM <= 65535");
-        grid3 = dim3((unsigned)a->Hq, (unsigned)a->B, (unsigned)p.n_mblocks);
-    } else if (C::EARLY) {
+    if (C::EARLY) {
         // The query block, head and batch on grid axes: non-causal (x, y, z), so that
         // a head's query blocks run side by side (its K/V shared in L2); causal
         // (z, x, y), heaviest query block first, as decode's ranks.  y and z stop at
@@ -1904,11 +1821,10 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 // overlapped): with 64 accumulator registers for O, four consumers' 112
 // registers spill, and two CTAs' merge areas do not fit an SM.
 // EARLY64: tile_cfg's EARLY at D = 64 (the D = 128 geometry was not timed with it).
-template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, int SCHED = SCHED_ALL,
-          int VAR = 0>
+template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, int SCHED = SCHED_ALL>
 static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64, VAR>,
+    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64>,
                            tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED>(a, s, err);
 }
 
@@ -1992,22 +1908,7 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, true, SCHED_EXACT_MAX)       \
     X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, true, SCHED_MAX_FIRST)    \
     X("m64_kv2_late", 2, 2, 1, 128, 4, true, false)                           \
-    X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false)                        \
-    X("m64_kv2_x2_nowgbar", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 2)        \
-    X("m64_kv2_x2_mlast", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 3)          \
-    X("m64_kv2_x2_mdyn", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 10)          \
-    X("m64_kv2_x2_fixax", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 6)          \
-    X("m64_kv2_x2_kfirst", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 16)        \
-    X("m64_kv2_x2_vsoon", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 32)         \
-    X("m64_kv2_x2_kfirst_vsoon", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 48)  \
-    X("m64_kv2_x2_kfirst_mlast", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 19)  \
-    X("m64_kv2_x2_fuse", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 64)          \
-    X("m64_kv2_x2_fuse_nowgbar", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 66)  \
-    X("m64_kv2_x2_y64", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 128 | 2 << 8)  \
-    X("m64_kv2_x2_y128", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 128 | 4 << 8) \
-    X("m64_kv2_x2_y256", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 128 | 8 << 8) \
-    X("m64_kv2_x2_y512", 2, 2, 2, 64, 4, false, true, SCHED_ALL, 128 | 16 << 8) \
-    X("m64_kv2_mlast", 2, 2, 1, 128, 4, true, true, SCHED_ALL, 3)
+    X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)
