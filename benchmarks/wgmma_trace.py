@@ -33,12 +33,14 @@ def summarize(path):
     entry_ns = t[:, 0, 30]
     end_ns = t[:, 4:, 27].max(axis=1)
     base = entry_ns.min()
-    second = np.zeros(len(t), bool)  # the later of two CTAs on one SM
     sm = t[:, 0, 29]
-    for s in np.unique(sm):
-        idx = np.where(sm == s)[0]
-        if len(idx) == 2:
-            second[idx[np.argmax(entry_ns[idx])]] = True
+    # Each SM's CTAs in order of entry; a tie (%globaltimer ticks by 32 ns) goes to the lower block index,
+    # the one dispatched first.
+    on_sm = [j[np.lexsort((cta[j], entry_ns[j]))] for j in (np.where(sm == s)[0] for s in np.unique(sm))]
+    second = np.zeros(len(t), bool)  # the later of two CTAs on one SM
+    for j in on_sm:
+        if len(j) == 2:
+            second[j[1]] = True
     print(f"== {name}: {len(t)} CTAs; entry skew p50 {np.median(entry_ns - base):.0f} max "
           f"{(entry_ns - base).max():.0f} ns; ends p50 {np.median(end_ns - base):.0f} max {(end_ns - base).max():.0f} ns")
     for label, sel in (("first-resident", ~second), ("second-resident", second)):
@@ -57,28 +59,23 @@ def summarize(path):
     warps = int((t[0, :, 0] != 0).sum())
     for w in range(4, warps, 4):
         print(f"  {w:4d}   " + " ".join(f"{med(w, e):6d}" for e in CONSUMER_EVENTS))
-    per_sm(t, cta, entry_ns - base, end_ns - base, sm)
+    per_sm(t, cta, end_ns - base, sm, on_sm)
 
 
-def per_sm(t, cta, entry, end, sm):
-    """Second- against first-resident ends, one-CTA SMs, and the five SMs that end last (ns from the first entry)."""
+def per_sm(t, cta, end, sm, on_sm):
+    """Second- against first-resident ends, one-CTA SMs, and the five SMs that end last (ns from the first entry;
+    on_sm: each SM's CTAs in order of entry)."""
     q = t[:, 4, 3] - t[:, 0, 0]  # Q landed, cycles from the CTA's entry (first consumer warp)
-    pairs, singles = [], []
-    for s in np.unique(sm):
-        j = np.where(sm == s)[0]
-        if len(j) == 2:
-            first, second = j[np.argsort(entry[j])]
-            pairs.append(end[second] - end[first])
-        elif len(j) == 1:
-            singles.append(end[j[0]])
+    pairs = [end[j[1]] - end[j[0]] for j in on_sm if len(j) == 2]
+    singles = [end[j[0]] for j in on_sm if len(j) == 1]
     if pairs:
         print(f"  SMs with two CTAs {len(pairs)}: second-resident ends later by p50 {np.median(pairs):.0f} ns "
               f"(p10 {np.percentile(pairs, 10):.0f}, p90 {np.percentile(pairs, 90):.0f})")
     if singles:
         print(f"  SMs with one CTA {len(singles)}: end p50 {np.median(singles):.0f} max {max(singles)} ns")
     print("  last SMs: " + "; ".join(
-        f"sm {s}: " + ", ".join(f"cta {cta[k]} Q {q[k]} end {end[k]}" for k in np.where(sm == s)[0][np.argsort(entry[sm == s])])
-        for s in sorted(np.unique(sm), key=lambda s: -end[sm == s].max())[:5]))
+        f"sm {sm[j[0]]}: " + ", ".join(f"cta {cta[k]} Q {q[k]} end {end[k]}" for k in j)
+        for j in sorted(on_sm, key=lambda j: -end[j].max())[:5]))
 
 
 if __name__ == "__main__":
