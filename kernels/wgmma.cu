@@ -81,6 +81,12 @@
 // store (level); the merge's factors and 1/l on the FMA pipe (level); two
 // K/V blocks issued before the first barrier instead of four, and the merge
 // folding 1/l into each split's factor (run 69: level).
+// Twelfth session (runs 70-74, 4x8x512x64, code in commit 67325ad): the last
+// split or the later warp of each pair merging (level; 1x8 3-5% slower), no
+// warpgroup barrier before staging O and 1/l folded into the merge (level),
+// fixed grid axes (head, batch, query block) (-2.5%), K before Q (-3%), V's
+// first round right after K's (level to -1%), and the first dispatch wave
+// sleeping so that co-resident CTAs end together (-3% and worse).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
