@@ -30,30 +30,12 @@
 // block: that divided by the warpgroups per SM.
 #define AB_WGMMA_EXPERIMENTS
 #include "../kernels/wgmma.cu"
+#include "driver_common.cuh"
 
-#include <stdarg.h>
 #include <stdio.h>
 
 #include <algorithm>
 #include <vector>
-
-extern "C" int ab_set_error(ab_error *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-#define CK(x)                                                                  \
-    do {                                                                       \
-        cudaError_t e_ = (x);                                                  \
-        if (e_ != cudaSuccess) {                                               \
-            fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));           \
-            return 1;                                                          \
-        }                                                                      \
-    } while (0)
 
 namespace wi = ab::wgmma_impl;
 using T = __nv_bfloat16;

@@ -17,31 +17,13 @@
 #define AB_WGMMA_EXPERIMENTS
 #define AB_WGMMA_TRACE
 #include "../kernels/wgmma.cu"
+#include "driver_common.cuh"
 
 #include <cuda_bf16.h>
-#include <stdarg.h>
 #include <stdio.h>
 
 #include <string>
 #include <vector>
-
-extern "C" int ab_set_error(ab_error *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-#define CK(x)                                                                  \
-    do {                                                                       \
-        cudaError_t e_ = (x);                                                  \
-        if (e_ != cudaSuccess) {                                               \
-            fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));           \
-            return 1;                                                          \
-        }                                                                      \
-    } while (0)
 
 namespace tr = ab::wgmma_impl;
 static long long host_trace[tr::TRACE_CTAS][tr::TRACE_WARPS][tr::TRACE_EVENTS];
