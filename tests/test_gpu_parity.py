@@ -257,22 +257,34 @@ def test_wgmma_split_grid_past_65535_batches(config, causal):
 # - "steps": keys 30x larger from key 300 and 90x from key 700 make a block's exp2 pass 2^100 (and
 #   overflow), so its S is recomputed from global memory and taken max first (with a negative scale in
 #   the causal cases: Q is negated in shared memory, not in global).
+# Three more move the first 128 keys (each key split's first block at D=64) far from scores of about 0, the
+# later keys as drawn, so a row's first max is far below, far above, or past the exp2 range of its later
+# blocks (on the H200, all rows' first-block maxima land in those ranges: NOTES.md, fourteenth session):
+# - "low_start": scores there about 11 log2 units below 0;
+# - "mid_start": keys 10x larger there, maxima of some 20-50 log2 units;
+# - "high_start": keys 40x larger there, maxima past 64 log2 units (exp2 past 2^64).
 @pytest.mark.parametrize("config", ["128x128_s2", "m64_ov", "m128_pp_persist_tmao", "m192_pp_persist_tmao",
                                     "m192_pp_persist_own_tmao", "m64_kv2", "m64_kv2_x2"])
 @pytest.mark.parametrize("dtype,D,causal", [("float16", 64, False), ("bfloat16", 64, True),
                                             ("bfloat16", 128, False), ("float16", 128, True)])
-@pytest.mark.parametrize("pattern", ["ramp", "steps"])
+@pytest.mark.parametrize("pattern", ["ramp", "steps", "low_start", "mid_start", "high_start"])
 def test_wgmma_running_max_past_the_slack(config, dtype, D, causal, pattern):
     import torch
     Sq, Sk = 300, 1100
     q, k, v = _inputs(dtype, 2, 4, 2, Sq, Sk, D, 21)
     _skip_unless_wgmma(q, k, v, causal, -1.0)
+    gain = torch.ones(Sk, device="cuda")
     if pattern == "ramp":
         gain = 1.0 + 8.0 * torch.arange(Sk, device="cuda", dtype=torch.float32) / Sk
-    else:
-        gain = torch.ones(Sk, device="cuda")
+    elif pattern == "steps":
         gain[300:] = 30.0
         gain[700:] = 90.0
+    elif pattern == "low_start":  # first 128 scores shifted by about -6 * 10 / sqrt(64) = -7.5 (-10.8 log2)
+        q, k = q.clone(), k.clone()
+        q[..., 0] += 6.0
+        k[:, :, :128, 0] -= 10.0 * (D / 64) ** 0.5
+    else:
+        gain[:128] = 10.0 if pattern == "mid_start" else 40.0
     k = (k.float() * gain[:, None]).to(k.dtype)
     scale = -D ** -0.5 if pattern == "steps" and causal else None
     _check_on("wgmma", q, k, v, causal, scale=scale, config=config)
