@@ -18,8 +18,7 @@
 //     operands in shared memory (K-major descriptors), online softmax on the
 //     fp32 accumulators in registers (ex2 with scale*log2(e) folded in; a
 //     row's max moves only by more than a slack, and its later blocks take P
-//     against it before their own max is known: softmax_stale; FIRST0: the
-//     first block too, against 0, checked after: softmax_first), P
+//     against it before their own max is known: softmax_stale), P
 //     packed to fp16/bf16 in registers, where the accumulator layout already
 //     is the A-fragment layout, and O += P V by wgmma with A from registers and
 //     V from shared memory (an N-major descriptor, so V needs no transpose).
@@ -154,12 +153,12 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            initialized, then the first STAGES K blocks, then (the other
 //            barriers initialized) their V blocks, all before the CTA's first
 //            barrier; it stores the tile in shared memory for the consumers
-//   FIRST0   (not overlapped) a warpgroup's first block, when none of its keys
-//            is masked, by softmax_first: P against m = 0 with the block's
-//            max checked after the exp2s, not before
+//   LEAN     (not overlapped) the loop's max-first softmax written once, for a
+//            row's first blocks and the rare redo alike, and the redo's S
+//            recompute marked unlikely: less code to fetch in a cold launch
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
           bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0,
-          bool EARLY_ = false, bool FIRST0_ = false>
+          bool EARLY_ = false, bool LEAN_ = false>
 struct tile_cfg {
     static constexpr int SPLIT = SPLIT_;
     static constexpr int ROWG = NC_ / SPLIT_;  // consumer warpgroups per key split, 64 rows each
@@ -180,8 +179,8 @@ struct tile_cfg {
     static constexpr bool OWN = OWN_;  // per-consumer K/V extent (see the consumer loop)
     static constexpr bool EARLY = EARLY_ && !PERSIST_;
     static_assert(!EARLY_ || !PERSIST_, "EARLY issues a non-persistent CTA's one tile");
-    static constexpr bool FIRST0 = FIRST0_;
-    static_assert(!FIRST0_ || !OVERLAP_, "softmax_first is built into the plain loop");
+    static constexpr bool LEAN = LEAN_;
+    static_assert(!LEAN_ || !OVERLAP_, "LEAN is the plain loop's");
     static constexpr bool SINK = SINK_ && OVERLAP_;  // the softmax pinned above the wait for P V (sink_rows)
     static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
     static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
@@ -744,73 +743,6 @@ __device__ __forceinline__ int softmax_stale(float (&sc)[BN / 2], float (&m_run)
     return __any_sync(0xffffffffu, moved) ? 1 : 0;
 }
 
-// A row group's first block when none of its keys is masked (tile_cfg
-// FIRST0): P against a running max of 0 at once, with the block's max taken
-// alongside the exp2s rather than ahead of them (softmax_block's chain of
-// BN/8 compares and two shuffles per row; a diagnostic build without it
-// shortened 4x8x512x64 by 2.1%, NOTES.md, thirteenth session).  Then the
-// check: a row whose scaled max x lies in [-1, slack] keeps m = 0, so P <=
-// 2^slack and l >= 1/2.  Any other row with |x| <= FIRST_LIM moves m to
-// ceil(x) and scales its P and sum by 2^-ceil(x), exact, so P <= 1 and l >=
-// 1/2; P within 2^-62 of the row's max survived the flush to zero, far past
-// fp16/bf16's precision.  Past that (exp2 overflowed or flushed the row, or
-// NaN inputs) it returns 2 with m and l untouched, and the caller recomputes
-// S and takes softmax_block.  Else 0: O is still zero, nothing to rescale.
-constexpr float FIRST_LIM = 64.f;
-template <int BN>
-__device__ __forceinline__ int softmax_first(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2], float sl2,
-                                             float slack)
-{
-    float mx[2], sum[2];
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-        mx[hf] = -INFINITY;
-        sum[hf] = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                float &x = sc[4 * nt + 2 * hf + e];
-                mx[hf] = fmaxf(mx[hf], x);
-                x = fast_exp2(x * sl2);
-                sum[hf] += x;
-            }
-    }
-    bool inside[2];
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-        mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
-        mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
-        mx[hf] *= sl2;  // the max of the scaled scores: x * sl2 rounds monotonically
-        inside[hf] = mx[hf] >= -1.f && mx[hf] <= slack;  // false for NaN
-    }
-    if (!__all_sync(0xffffffffu, inside[0] && inside[1])) {
-        if (!__all_sync(0xffffffffu, fabsf(mx[0]) <= FIRST_LIM && fabsf(mx[1]) <= FIRST_LIM)) return 2;
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-            m_run[hf] = 0.f;
-            if (!inside[hf]) {
-                const float ex = ceilf(mx[hf]);                               // |ex| <= FIRST_LIM
-                const float a = __int_as_float((127 - (int)ex) << 23);        // 2^-ex, exact
-                m_run[hf] = ex;
-                sum[hf] *= a;
-#pragma unroll
-                for (int i = 0; i < BN / 8; ++i) {
-                    sc[4 * i + 2 * hf] *= a;
-                    sc[4 * i + 2 * hf + 1] *= a;
-                }
-            }
-        }
-        l_run[0] = sum[0];
-        l_run[1] = sum[1];
-        return 0;
-    }
-    m_run[0] = m_run[1] = 0.f;
-    l_run[0] = sum[0];
-    l_run[1] = sum[1];
-    return 0;
-}
-
 // One m16n8k16 tensor-core MMA (a warp's own, not a warpgroup's), fp32 accumulate.
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
@@ -1261,15 +1193,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         float sc[BN / 2];         // S of the current block
         uint32_t pf[BN / 16][4];  // P of the block whose P V is next
 
-        // Whether the block at key0 has keys masked for some row of this warp.
-        auto masked = [&](int key0) {
+        auto mask = [&](int key0) {
             // row_lo - (its offset in the warpgroup) is the warpgroup's first row,
             // recomputed rather than held in a register across the loop.
             const int first_row = row_lo - (int)(((threadIdx.x & 127) >> 5) * 16 + ((threadIdx.x & 31) >> 2));
-            return key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row);
-        };
-        auto mask = [&](int key0) {
-            if (masked(key0)) mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+            if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row))
+                mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
         };
         auto max_first = [&]() {
             const bool moved = softmax_block<BN>(sc, m_run, l_run, alpha, sl2, p.slack);
@@ -1303,11 +1232,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         };
 
         if constexpr (!C::OVERLAP) {
-            // Block j: S GEMM, mask and softmax, P V.  `first`: this warpgroup's
-            // first block (FIRST0: by softmax_first where no key is masked), a
-            // copy of the loop body ahead of the loop, so that the rest keep
-            // their registers.
-            auto plain_block = [&](int j, bool first) {
+            for (int j = ks; j < w.n_kv; j += C::SPLIT) {
                 const int ij = it + j;
                 mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
                 wgmma_fence();
@@ -1318,13 +1243,23 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 AB_TRACE(4 + 3 * (j / C::SPLIT));
                 release_k(ij);
                 int r;
-                if (C::FIRST0 && first && p.stale && !masked(j * BN)) {
-                    r = softmax_first<BN>(sc, m_run, l_run, sl2, p.slack);
-                    seeded = true;  // both rows' m is finite (or r = 2: max_first sets it again)
+                if constexpr (C::LEAN) {
+                    // One copy of max_first (r = 3: "max first"), for a row's first
+                    // blocks and for a block softmax_stale gave up on (2), whose S is
+                    // recomputed.  (A loop round the mask too, for one copy of it,
+                    // spilled 64 bytes.)
+                    mask(j * BN);
+                    r = p.stale && seeded ? softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim) : 3;
+                    if (__builtin_expect(r == 2, 0)) {
+                        const work_tile wt = tile_again();
+                        recompute_s<T, BN, D>(sc, p, wt.b, wt.h, wt.kvh, row_lo, j * BN, g, t);
+                        mask(j * BN);
+                    }
+                    if (r >= 2) r = max_first();
                 } else {
                     r = mask_and_softmax(j);
+                    if (r == 2) r = redo_softmax(j);
                 }
-                if (r == 2) r = redo_softmax(j);
                 if (r) rescale_o<D>(o, alpha);
                 pack_p<T, BN>(sc, pf);
                 AB_TRACE(5 + 3 * (j / C::SPLIT));
@@ -1338,14 +1273,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 fence_regs(o);
                 AB_TRACE(6 + 3 * (j / C::SPLIT));
                 release_v(ij);
-            };
-            int j = ks;
-            if constexpr (C::FIRST0)
-                if (j < w.n_kv) {
-                    plain_block(j, true);
-                    j += C::SPLIT;
-                }
-            for (; j < w.n_kv; j += C::SPLIT) plain_block(j, false);
+            }
         } else {
             // Intra-warpgroup overlap: S_j = Q K_j^T and O += P_{j-1} V_{j-1} are in
             // flight together, and the softmax of S_j (in place, fp32) runs while
@@ -1534,7 +1462,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
             float l = l_run[hf];
             l += __shfl_xor_sync(0xffffffffu, l, 1);
             l += __shfl_xor_sync(0xffffffffu, l, 2);
-            inv[hf] = 1.f / l;  // l >= 1/2: every row sees its max key (softmax_first: P >= 1/2 there)
+            inv[hf] = 1.f / l;  // l >= 1: every row sees its max key
             const int row = row_lo + 8 * hf;
             if (p.lse != nullptr && t == 0 && row < p.Sq)
                 // natural-log logsumexp: (scaled max + log2 of the sum) * ln 2
@@ -1919,14 +1847,14 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 // D = 128 each is m64_kv2's geometry (64 rows, two splits of 128-key blocks,
 // overlapped): with 64 accumulator registers for O, four consumers' 112
 // registers spill, and two CTAs' merge areas do not fit an SM.
-// EARLY64, FIRST64: tile_cfg's EARLY and FIRST0 at D = 64 (the D = 128 geometry
+// EARLY64, LEAN64: tile_cfg's EARLY and LEAN at D = 64 (the D = 128 geometry
 // was not timed with them).
-template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, bool FIRST64,
+template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, bool LEAN64,
           int SCHED = SCHED_ALL>
 static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
     return launch_head_dim<
-        tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64, FIRST64>,
+        tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64, LEAN64>,
                            tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED>(a, s, err);
 }
 
@@ -1967,7 +1895,7 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*     16x16x1024 316.7 against 300.0, cuDNN 317.5; 2x16x8192 512.7 against 482.7) */                   \
     X("m192_pp_persist_own_tmao", 3, 128, 4, 64, 3, true, true, true, true, true, true)
 
-// X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP, EARLY, FIRST0) at D = 64: launch_split's.
+// X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP, EARLY, LEAN) at D = 64: launch_split's.
 #define AB_WGMMA_SPLIT_CONFIGS(X)                                                  \
     /* 13: 64 rows, two key splits of 128-key blocks, overlapped: a latency-bound */ \
     /*     launch with fewer tiles than SMs (1x8x512) gets two warpgroups per tile */  \
@@ -2009,7 +1937,7 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 #define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)                                      \
     X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, true, true, SCHED_EXACT_MAX)       \
     X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, true, true, SCHED_MAX_FIRST)    \
-    X("m64_kv2_x2_nofirst", 2, 2, 2, 64, 4, false, true, false)                     \
+    X("m64_kv2_x2_fat", 2, 2, 2, 64, 4, false, true, false)                         \
     X("m64_kv2_late", 2, 2, 1, 128, 4, true, false, false)                          \
     X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false, true)
 #else
@@ -2031,8 +1959,8 @@ static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
 #define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) \
     launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ##__VA_ARGS__>,
-#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV, EARLY, FIRST, ...) \
-    launch_split<NC, SPLIT, MINB, BN, ST, OV, EARLY, FIRST, ##__VA_ARGS__>,
+#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV, EARLY, LEAN, ...) \
+    launch_split<NC, SPLIT, MINB, BN, ST, OV, EARLY, LEAN, ##__VA_ARGS__>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_SPLIT_CONFIGS(AB_WGMMA_SPLIT_FN)
                                                 AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)
                                                     AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(AB_WGMMA_SPLIT_FN)};
