@@ -153,12 +153,9 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            initialized, then the first STAGES K blocks, then (the other
 //            barriers initialized) their V blocks, all before the CTA's first
 //            barrier; it stores the tile in shared memory for the consumers
-//   LEAN     (not overlapped) the loop's max-first softmax written once, for a
-//            row's first blocks and the rare redo alike, and the redo's S
-//            recompute marked unlikely: less code to fetch in a cold launch
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
           bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0,
-          bool EARLY_ = false, bool LEAN_ = false>
+          bool EARLY_ = false>
 struct tile_cfg {
     static constexpr int SPLIT = SPLIT_;
     static constexpr int ROWG = NC_ / SPLIT_;  // consumer warpgroups per key split, 64 rows each
@@ -179,8 +176,6 @@ struct tile_cfg {
     static constexpr bool OWN = OWN_;  // per-consumer K/V extent (see the consumer loop)
     static constexpr bool EARLY = EARLY_ && !PERSIST_;
     static_assert(!EARLY_ || !PERSIST_, "EARLY issues a non-persistent CTA's one tile");
-    static constexpr bool LEAN = LEAN_;
-    static_assert(!LEAN_ || !OVERLAP_, "LEAN is the plain loop's");
     static constexpr bool SINK = SINK_ && OVERLAP_;  // the softmax pinned above the wait for P V (sink_rows)
     static_assert(!PP_ || OVERLAP, "ping-pong is built on the overlapped loop");
     static_assert(!PERSIST || OVERLAP, "the persistent loop is built on the overlapped loop");
@@ -1242,24 +1237,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 fence_regs(sc);
                 AB_TRACE(4 + 3 * (j / C::SPLIT));
                 release_k(ij);
-                int r;
-                if constexpr (C::LEAN) {
-                    // One copy of max_first (r = 3: "max first"), for a row's first
-                    // blocks and for a block softmax_stale gave up on (2), whose S is
-                    // recomputed.  (A loop round the mask too, for one copy of it,
-                    // spilled 64 bytes.)
-                    mask(j * BN);
-                    r = p.stale && seeded ? softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim) : 3;
-                    if (__builtin_expect(r == 2, 0)) {
-                        const work_tile wt = tile_again();
-                        recompute_s<T, BN, D>(sc, p, wt.b, wt.h, wt.kvh, row_lo, j * BN, g, t);
-                        mask(j * BN);
-                    }
-                    if (r >= 2) r = max_first();
-                } else {
-                    r = mask_and_softmax(j);
-                    if (r == 2) r = redo_softmax(j);
-                }
+                int r = mask_and_softmax(j);
+                if (r == 2) r = redo_softmax(j);
                 if (r) rescale_o<D>(o, alpha);
                 pack_p<T, BN>(sc, pf);
                 AB_TRACE(5 + 3 * (j / C::SPLIT));
@@ -1847,14 +1826,11 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 // D = 128 each is m64_kv2's geometry (64 rows, two splits of 128-key blocks,
 // overlapped): with 64 accumulator registers for O, four consumers' 112
 // registers spill, and two CTAs' merge areas do not fit an SM.
-// EARLY64, LEAN64: tile_cfg's EARLY and LEAN at D = 64 (the D = 128 geometry
-// was not timed with them).
-template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, bool LEAN64,
-          int SCHED = SCHED_ALL>
+// EARLY64: tile_cfg's EARLY at D = 64 (the D = 128 geometry was not timed with it).
+template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, int SCHED = SCHED_ALL>
 static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    return launch_head_dim<
-        tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64, LEAN64>,
+    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64>,
                            tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED>(a, s, err);
 }
 
@@ -1895,18 +1871,18 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     /*     16x16x1024 316.7 against 300.0, cuDNN 317.5; 2x16x8192 512.7 against 482.7) */                   \
     X("m192_pp_persist_own_tmao", 3, 128, 4, 64, 3, true, true, true, true, true, true)
 
-// X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP, EARLY, LEAN) at D = 64: launch_split's.
+// X(name, NC, SPLIT, MINB, BN, STAGES, OVERLAP, EARLY) at D = 64: launch_split's.
 #define AB_WGMMA_SPLIT_CONFIGS(X)                                                  \
     /* 13: 64 rows, two key splits of 128-key blocks, overlapped: a latency-bound */ \
     /*     launch with fewer tiles than SMs (1x8x512) gets two warpgroups per tile */  \
-    X("m64_kv2", 2, 2, 1, 128, 4, true, true, false)                                    \
+    X("m64_kv2", 2, 2, 1, 128, 4, true, true)                                        \
     /* 14: as 13 with two CTAs per SM (104 registers per consumer: 64-key blocks, */  \
     /*     not overlapped, which spilled): also where there are more 64-row tiles */  \
     /*     than SMs (4x8x512: 256); run 42: 1x8x512x64 52.6 against 52.1 */         \
     /* Both with EARLY at D = 64 (tenth session, run 60, bf16: 4x8x512x64 178.0 */   \
     /* against 168.6 without, cuDNN 164.9; 1x8x512x64 56.5 against 50.8, 45.8); */    \
     /* EARLY's Q issued first off a 3-d grid: run 67, 185.4 against 182.4, 166.9 */ \
-    X("m64_kv2_x2", 2, 2, 2, 64, 4, false, true, true)
+    X("m64_kv2_x2", 2, 2, 2, 64, 4, false, true)
 
 #ifdef AB_WGMMA_EXPERIMENTS
 // Experiment builds (ATTNBENCH_NVCC_FLAGS=-DAB_WGMMA_EXPERIMENTS): configs of
@@ -1935,11 +1911,10 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m192_pp_persist_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_MAX_FIRST) \
     X("m192_pp_persist_own_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_MAX_FIRST)
 #define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)                                      \
-    X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, true, true, SCHED_EXACT_MAX)       \
-    X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, true, true, SCHED_MAX_FIRST)    \
-    X("m64_kv2_x2_fat", 2, 2, 2, 64, 4, false, true, false)                         \
-    X("m64_kv2_late", 2, 2, 1, 128, 4, true, false, false)                          \
-    X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false, true)
+    X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, true, SCHED_EXACT_MAX)       \
+    X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, true, SCHED_MAX_FIRST)    \
+    X("m64_kv2_late", 2, 2, 1, 128, 4, true, false)                           \
+    X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false)
 #else
 #define AB_WGMMA_EXPERIMENT_CONFIGS(X)
 #define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)
@@ -1959,8 +1934,8 @@ static constexpr int n_wgmma_configs = sizeof(wgmma_config_names) / sizeof(wgmma
 typedef int (*launch_fn)(const ab_attn_args *, cudaStream_t, ab_error *);
 #define AB_WGMMA_FN(NAME, NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ...) \
     launch_cfg<NC, BN64, ST64, BN128, ST128, OV, PP, PERS, OWN, SINK, TMA_O, ##__VA_ARGS__>,
-#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV, EARLY, LEAN, ...) \
-    launch_split<NC, SPLIT, MINB, BN, ST, OV, EARLY, LEAN, ##__VA_ARGS__>,
+#define AB_WGMMA_SPLIT_FN(NAME, NC, SPLIT, MINB, BN, ST, OV, EARLY, ...) \
+    launch_split<NC, SPLIT, MINB, BN, ST, OV, EARLY, ##__VA_ARGS__>,
 static const launch_fn wgmma_launchers[] = {AB_WGMMA_CONFIGS(AB_WGMMA_FN) AB_WGMMA_SPLIT_CONFIGS(AB_WGMMA_SPLIT_FN)
                                                 AB_WGMMA_EXPERIMENT_CONFIGS(AB_WGMMA_FN)
                                                     AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(AB_WGMMA_SPLIT_FN)};
