@@ -272,6 +272,7 @@ struct kparams {
     float slack;       // how far (log2 units) a block's max may pass the running max before O is rescaled
     float p_lim;       // 2^slack: softmax_stale's bound on P
     int stale;         // later blocks by softmax_stale (else softmax_block, the max first)
+    int seed;          // with stale: unmasked first blocks too, against m = 0 (seed_first)
     int negate_q;      // scale < 0: Q is negated in shared memory once
     int kv_group;      // Hq / Hkv (EARLY: the kv head without a division when 1)
     int grid_axes;     // EARLY: the grid axis (0 x, 1 y, 2 z) of the query block, head and batch, 2 bits each
@@ -695,9 +696,17 @@ __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run
 // an exact power of two.  Sums past 2^100 (or NaN: exp2 overflowed, or NaN
 // inputs) return 2, and the caller recomputes S and takes softmax_block.
 // Else returns whether O needs rescaling by alpha (warp-uniform).
+//
+// A warpgroup's first block, when it needs no mask, comes here too, against
+// a running max of 0 (seed_first) and with lo = 1: the fast path then also
+// asks each thread's partial sums (BN/4 keys of a row) to be at least 1, so
+// that every row's max P is at least 4/BN (fp16 P keeps its precision; l >= 1
+// as before), and rows whose max P is below 1 move m down by its binary
+// exponent, P and l scaling up by an exact power of two.  Sums below 2^-100
+// return 2 as well.  Later blocks pass lo = 0, which changes nothing.
 template <int BN>
 __device__ __forceinline__ int softmax_stale(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
-                                             float (&alpha)[2], float sl2, float p_lim)
+                                             float (&alpha)[2], float sl2, float p_lim, float lo = 0.f)
 {
     float sum[2];
 #pragma unroll
@@ -712,13 +721,15 @@ __device__ __forceinline__ int softmax_stale(float (&sc)[BN / 2], float (&m_run)
                 sum[hf] += x;
             }
     }
-    if (__all_sync(0xffffffffu, sum[0] <= p_lim && sum[1] <= p_lim)) {
+    if (__all_sync(0xffffffffu, sum[0] <= p_lim && sum[1] <= p_lim && sum[0] >= lo && sum[1] >= lo)) {
         alpha[0] = alpha[1] = 1.f;
         l_run[0] += sum[0];
         l_run[1] += sum[1];
         return 0;
     }
-    if (!__all_sync(0xffffffffu, sum[0] <= 0x1p100f && sum[1] <= 0x1p100f)) return 2;
+    const float tiny = lo * 0x1p-100f;
+    if (!__all_sync(0xffffffffu, sum[0] <= 0x1p100f && sum[1] <= 0x1p100f && sum[0] >= tiny && sum[1] >= tiny))
+        return 2;
     bool moved = false;
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
@@ -728,8 +739,9 @@ __device__ __forceinline__ int softmax_stale(float (&sc)[BN / 2], float (&m_run)
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         alpha[hf] = 1.f;
-        if (mx > p_lim) {
-            const int ex = ((__float_as_int(mx) >> 23) & 0xff) - 127;  // slack <= ex <= 100
+        if (mx > p_lim || mx < lo) {
+            // slack <= ex <= 100, or (lo = 1) -106 <= ex <= -1: mx >= a sum * 4/BN >= 2^-106
+            const int ex = ((__float_as_int(mx) >> 23) & 0xff) - 127;
             alpha[hf] = __int_as_float((127 - ex) << 23);              // 2^-ex, exact
             m_run[hf] += (float)ex;
             moved = true;
@@ -1194,12 +1206,31 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         float sc[BN / 2];         // S of the current block
         uint32_t pf[BN / 16][4];  // P of the block whose P V is next
 
-        auto mask = [&](int key0) {
+        // Whether block key0 needs a mask (warpgroup-uniform).
+        auto needs_mask = [&](int key0) {
             // row_lo - (its offset in the warpgroup) is the warpgroup's first row,
             // recomputed rather than held in a register across the loop.
             const int first_row = row_lo - (int)(((threadIdx.x & 127) >> 5) * 16 + ((threadIdx.x & 31) >> 2));
-            if (key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row))
-                mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+            return key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row);
+        };
+        auto mask = [&](int key0) {
+            if (needs_mask(key0)) mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
+        };
+        // seed_first: a warpgroup's first block of the tile (its split's first),
+        // when it needs no mask, skips the max too: its rows start at m = 0, and
+        // softmax_stale with lo = 1 checks that against the sums (O is still
+        // zero, so a move of m costs only the rescale of P and l).  That max's
+        // chain was ~300 cycles on every warpgroup's path (NOTES.md, run 77).
+        // lo is 1 for that block only (cleared after its softmax, redo included).
+        float lo = 0.f;
+        auto seed_first = [&](int j) {
+            // A vote, though the test is uniform: so the compiler knows `seeded` is
+            // (else it guards the softmax's shuffles with divergent-path copies).
+            if (__all_sync(0xffffffffu, p.seed && !needs_mask(j * BN))) {
+                m_run[0] = m_run[1] = 0.f;
+                seeded = true;
+                lo = 1.f;
+            }
         };
         auto max_first = [&]() {
             const bool moved = softmax_block<BN>(sc, m_run, l_run, alpha, sl2, p.slack);
@@ -1212,12 +1243,14 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         // is complete, so that its P fragments are no longer live.
         auto mask_and_softmax = [&](int j) {
             mask(j * BN);
-            return p.stale && seeded ? softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim) : max_first();
+            return p.stale && seeded ? softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim, lo) : max_first();
         };
+        // A seeded first block's redo starts over from m = -inf (l is still 0).
         auto redo_softmax = [&](int j) {
             const work_tile wt = tile_again();
             recompute_s<T, BN, D>(sc, p, wt.b, wt.h, wt.kvh, row_lo, j * BN, g, t);
             mask(j * BN);
+            if (lo != 0.f) m_run[0] = m_run[1] = -INFINITY;
             return max_first();
         };
         // Pins the wait for P_{j-1} V_{j-1} below the softmax of S_j.  ptxas hoists
@@ -1233,6 +1266,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         };
 
         if constexpr (!C::OVERLAP) {
+            if (ks < w.n_kv) seed_first(ks);
             for (int j = ks; j < w.n_kv; j += C::SPLIT) {
                 const int ij = it + j;
                 mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
@@ -1245,6 +1279,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                 release_k(ij);
                 int r = mask_and_softmax(j);
                 if (r == 2) r = redo_softmax(j);
+                lo = 0.f;
                 if (r) rescale_o<D>(o, alpha);
                 pack_p<T, BN>(sc, pf);
                 AB_TRACE(5 + 3 * (j / C::SPLIT));
@@ -1305,7 +1340,20 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               release_k(i0);
               settle_q();
               if (n == 1) release_q(qb);
-              mask_and_softmax(blk(0));  // O is still zero: nothing to rescale
+              // O is still zero: nothing to rescale.  One max-first softmax for both
+              // the unseeded block and the seeded one's redo (each a copy of BN/2
+              // exp2s per thread in these loops otherwise).
+              seed_first(blk(0));
+              if (!seeded || softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim, lo) == 2) {
+                  if (seeded) {
+                      const work_tile wt = tile_again();
+                      recompute_s<T, BN, D>(sc, p, wt.b, wt.h, wt.kvh, row_lo, blk(0) * BN, g, t);
+                      m_run[0] = m_run[1] = -INFINITY;
+                  }
+                  mask(blk(0) * BN);
+                  max_first();
+              }
+              lo = 0.f;
               pack_p<T, BN>(sc, pf);
               AB_TRACE(5);
               for (int j = 1; j < n; ++j) {
@@ -1699,7 +1747,16 @@ static int next_ticket()
 //   SCHED_EXACT_MAX  the exact running max (slack 0: O rescaled whenever a row's max rises),
 //                    every block by softmax_block
 //   SCHED_MAX_FIRST  every block by softmax_block (the block's max first), with the slack
-enum { SCHED_ALL = 0, SCHED_NO_ROT = 1, SCHED_STATIC = 2, SCHED_DYN_NC = 4, SCHED_EXACT_MAX = 8, SCHED_MAX_FIRST = 16 };
+//   SCHED_NO_SEED    first blocks by softmax_block, later ones by softmax_stale (no seed_first)
+enum {
+    SCHED_ALL = 0,
+    SCHED_NO_ROT = 1,
+    SCHED_STATIC = 2,
+    SCHED_DYN_NC = 4,
+    SCHED_EXACT_MAX = 8,
+    SCHED_MAX_FIRST = 16,
+    SCHED_NO_SEED = 32
+};
 // softmax_block's slack (log2 units): the running max is kept until a block's
 // max passes it by more than 8, so P <= 256.
 constexpr float RESCALE_SLACK = 8.f;
@@ -1728,6 +1785,7 @@ static int launch_one(const ab_attn_args *a, cudaStream_t stream, ab_error *err)
     p.slack = (SCHED & SCHED_EXACT_MAX) ? 0.f : RESCALE_SLACK;
     p.p_lim = exp2f(p.slack);
     p.stale = !(SCHED & (SCHED_EXACT_MAX | SCHED_MAX_FIRST));
+    p.seed = p.stale && !(SCHED & SCHED_NO_SEED);
     p.q = a->q;
     p.k = a->k;
     for (int i = 0; i < 3; ++i) {
@@ -1915,10 +1973,13 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m64_ov_maxfirst", 1, 128, 3, 64, 2, true, false, false, false, true, false, SCHED_MAX_FIRST)         \
     X("m128_pp_persist_tmao_maxfirst", 2, 128, 4, 128, 2, true, true, true, false, true, true, SCHED_MAX_FIRST) \
     X("m192_pp_persist_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, false, true, true, SCHED_MAX_FIRST) \
-    X("m192_pp_persist_own_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_MAX_FIRST)
+    X("m192_pp_persist_own_tmao_maxfirst", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_MAX_FIRST) \
+    X("m64_ov_noseed", 1, 128, 3, 64, 2, true, false, false, false, true, false, SCHED_NO_SEED)           \
+    X("m192_pp_persist_own_tmao_noseed", 3, 128, 4, 64, 3, true, true, true, true, true, true, SCHED_NO_SEED)
 #define AB_WGMMA_SPLIT_EXPERIMENT_CONFIGS(X)                                      \
     X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, true, SCHED_EXACT_MAX)       \
     X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, true, SCHED_MAX_FIRST)    \
+    X("m64_kv2_x2_noseed", 2, 2, 2, 64, 4, false, true, SCHED_NO_SEED)        \
     X("m64_kv2_late", 2, 2, 1, 128, 4, true, false)                           \
     X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false)
 #else

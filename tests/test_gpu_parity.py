@@ -257,17 +257,21 @@ def test_wgmma_split_grid_past_65535_batches(config, causal):
 # - "steps": keys 30x larger from key 300 and 90x from key 700 make a block's exp2 pass 2^100 (and
 #   overflow), so its S is recomputed from global memory and taken max first (with a negative scale in
 #   the causal cases: Q is negated in shared memory, not in global).
-# Three more move the first 128 keys (each key split's first block at D=64) far from scores of about 0, the
+# Four more move the first 128 keys (each key split's first block at D=64) far from scores of about 0, the
 # later keys as drawn, so a row's first max is far below, far above, or past the exp2 range of its later
-# blocks (on the H200 at D=64, every row's first-block max lands in its range: NOTES.md, fourteenth session):
+# blocks (on the H200 at D=64, every row's first-block max lands in its range: NOTES.md, fourteenth session).
+# A warpgroup's unmasked first block is taken against a running max of 0 before its own max is known
+# (seed_first), so these are its paths too: P's row max moved up to 1 (low), down by a power of two (mid),
+# or S recomputed and taken max first (high, deep):
 # - "low_start": scores there about 11 log2 units below 0;
 # - "mid_start": keys 10x larger there, maxima of some 20-50 log2 units;
-# - "high_start": keys 40x larger there, maxima past 64 log2 units (exp2 past 2^64).
+# - "high_start": keys 40x larger there, maxima past 64 log2 units (exp2 past 2^64);
+# - "deep_start": scores there about 160 log2 units below 0 (every exp2 against 0 underflows).
 @pytest.mark.parametrize("config", ["128x128_s2", "m64_ov", "m128_pp_persist_tmao", "m192_pp_persist_tmao",
                                     "m192_pp_persist_own_tmao", "m64_kv2", "m64_kv2_x2"])
 @pytest.mark.parametrize("dtype,D,causal", [("float16", 64, False), ("bfloat16", 64, True),
                                             ("bfloat16", 128, False), ("float16", 128, True)])
-@pytest.mark.parametrize("pattern", ["ramp", "steps", "low_start", "mid_start", "high_start"])
+@pytest.mark.parametrize("pattern", ["ramp", "steps", "low_start", "mid_start", "high_start", "deep_start"])
 def test_wgmma_running_max_past_the_slack(config, dtype, D, causal, pattern):
     import torch
     Sq, Sk = 300, 1100
@@ -279,9 +283,10 @@ def test_wgmma_running_max_past_the_slack(config, dtype, D, causal, pattern):
     elif pattern == "steps":
         gain[300:] = 30.0
         gain[700:] = 90.0
-    elif pattern == "low_start":  # first 128 scores shifted by about -6 * 10 / sqrt(64) = -7.5 (-10.8 log2)
+    elif pattern in ("low_start", "deep_start"):
+        # first 128 scores shifted by about -6 * 10 / sqrt(64) = -7.5 (-10.8 log2), or by -6 * 150 / 8 (-162 log2)
         q[..., 0] += 6.0
-        k[:, :, :128, 0] -= 10.0 * (D / 64) ** 0.5
+        k[:, :, :128, 0] -= (10.0 if pattern == "low_start" else 150.0) * (D / 64) ** 0.5
     else:
         gain[:128] = 10.0 if pattern == "mid_start" else 40.0
     k = (k.float() * gain[:, None]).to(k.dtype)
