@@ -161,13 +161,8 @@ constexpr int WG_ROWS = 64;    // query rows of one consumer warpgroup (wgmma's 
 //            barrier; it stores the tile in shared memory for the consumers
 template <int D_, int NC_, int BN_, int STAGES_, bool OVERLAP_, bool PP_, bool PERSIST_, bool OWN_ = false,
           bool SINK_ = true, bool TMA_O_ = false, int SPLIT_ = 1, int MINB_ = 0,
-          bool EARLY_ = false, bool HALVES_ = false>
+          bool EARLY_ = false>
 struct tile_cfg {
-    // The plain loop by block halves: both halves' S GEMMs issued together, the
-    // second under the first's softmax, and the first half's P V under the
-    // second's softmax (each half is a block of BN/2 keys to the softmax).
-    static constexpr bool HALVES = HALVES_;
-    static_assert(!HALVES_ || (!OVERLAP_ && BN_ == 64), "halves of the plain loop's 64-key blocks");
     static constexpr int SPLIT = SPLIT_;
     static constexpr int ROWG = NC_ / SPLIT_;  // consumer warpgroups per key split, 64 rows each
     static constexpr int D = D_, NC = NC_, BM = ROWG * WG_ROWS, BN = BN_, STAGES = STAGES_;
@@ -533,7 +528,6 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo_bytes)
         ", " AB_R8(56, 57, 58, 59, 60, 61, 62, 63)
 #define AB_REGS_64_87                                                                                      \
     AB_R8(64, 65, 66, 67, 68, 69, 70, 71) ", " AB_R8(72, 73, 74, 75, 76, 77, 78, 79) ", " AB_R8(80, 81, 82, 83, 84, 85, 86, 87)
-#define AB_REGS16 "{" AB_R8(0, 1, 2, 3, 4, 5, 6, 7) ", " AB_R8(8, 9, 10, 11, 12, 13, 14, 15) "}"
 #define AB_REGS32 "{" AB_REGS_0_31 "}"
 #define AB_REGS40 "{" AB_REGS_0_31 ", " AB_R8(32, 33, 34, 35, 36, 37, 38, 39) "}"
 #define AB_REGS64 "{" AB_REGS_0_31 ", " AB_REGS_32_63 "}"
@@ -541,7 +535,6 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo_bytes)
 #define AB_ACC8(d, i)                                                                                      \
     "+f"(d[(i) + 0]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),             \
         "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
-#define AB_ACC16(d) AB_ACC8(d, 0), AB_ACC8(d, 8)
 #define AB_ACC32(d) AB_ACC8(d, 0), AB_ACC8(d, 8), AB_ACC8(d, 16), AB_ACC8(d, 24)
 #define AB_ACC40(d) AB_ACC32(d), AB_ACC8(d, 32)
 #define AB_ACC64(d) AB_ACC32(d), AB_ACC8(d, 32), AB_ACC8(d, 40), AB_ACC8(d, 48), AB_ACC8(d, 56)
@@ -577,9 +570,6 @@ AB_WGMMA_OPS(__nv_bfloat16, "bf16", 64, AB_REGS32, AB_ACC32, "%32, %33", "%34", 
              "%37")
 AB_WGMMA_OPS(__nv_bfloat16, "bf16", 128, AB_REGS64, AB_ACC64, "%64, %65", "%66", "{%64, %65, %66, %67}, %68",
              "%69")
-// N = 32: the S GEMM of a 64-key block's halves (HALVES).
-AB_WGMMA_OPS(__half, "f16", 32, AB_REGS16, AB_ACC16, "%16, %17", "%18", "{%16, %17, %18, %19}, %20", "%21")
-AB_WGMMA_OPS(__nv_bfloat16, "bf16", 32, AB_REGS16, AB_ACC16, "%16, %17", "%18", "{%16, %17, %18, %19}, %20", "%21")
 // N = 80: the S GEMM of 80-key blocks (three consumers at D = 128: 160 registers each).
 AB_WGMMA_OPS(__half, "f16", 80, AB_REGS40, AB_ACC40, "%40, %41", "%42", "{%40, %41, %42, %43}, %44", "%45")
 AB_WGMMA_OPS(__nv_bfloat16, "bf16", 80, AB_REGS40, AB_ACC40, "%40, %41", "%42", "{%40, %41, %42, %43}, %44", "%45")
@@ -1217,11 +1207,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         uint32_t pf[BN / 16][4];  // P of the block whose P V is next
 
         // Whether block key0 needs a mask (warpgroup-uniform).
-        auto needs_mask = [&](int key0, int n = C::BN) {
+        auto needs_mask = [&](int key0) {
             // row_lo - (its offset in the warpgroup) is the warpgroup's first row,
             // recomputed rather than held in a register across the loop.
             const int first_row = row_lo - (int)(((threadIdx.x & 127) >> 5) * 16 + ((threadIdx.x & 31) >> 2));
-            return key0 + n > p.Sk || (p.causal && key0 + n - 1 > first_row);
+            return key0 + BN > p.Sk || (p.causal && key0 + BN - 1 > first_row);
         };
         auto mask = [&](int key0) {
             if (needs_mask(key0)) mask_block<BN>(sc, key0, p.Sk, p.causal, row_lo, t);
@@ -1236,7 +1226,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         auto seed_first = [&](int j) {
             // A vote, though the test is uniform: so the compiler knows `seeded` is
             // (else it guards the softmax's shuffles with divergent-path copies).
-            if (__all_sync(0xffffffffu, p.seed && !needs_mask(j * BN, C::HALVES ? BN / 2 : BN))) {
+            if (__all_sync(0xffffffffu, p.seed && !needs_mask(j * BN))) {
                 m_run[0] = m_run[1] = 0.f;
                 seeded = true;
                 lo = 1.f;
@@ -1275,83 +1265,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
                              : "memory");
         };
 
-        if constexpr (C::HALVES) {
-            constexpr int H = BN / 2;
-            float(&sa)[H / 2] = *reinterpret_cast<float(*)[H / 2]>(&sc[0]);
-            float(&sb)[H / 2] = *reinterpret_cast<float(*)[H / 2]>(&sc[H / 2]);
-            uint32_t(&pa)[H / 16][4] = *reinterpret_cast<uint32_t(*)[H / 16][4]>(&pf[0][0]);
-            uint32_t(&pb)[H / 16][4] = *reinterpret_cast<uint32_t(*)[H / 16][4]>(&pf[H / 16][0]);
-            // The mask and softmax of a half (keys key0 .. key0 + H - 1), as
-            // mask_and_softmax and redo_softmax for a block of H keys.
-            auto half_softmax = [&](float(&s)[H / 2], int key0) {
-                if (needs_mask(key0, H)) mask_block<H>(s, key0, p.Sk, p.causal, row_lo, t);
-                int r;
-                if (p.stale && seeded) {
-                    r = softmax_stale<H>(s, m_run, l_run, alpha, sl2, p.p_lim, lo);
-                    if (r != 2) return r;
-                    const work_tile wt = tile_again();
-                    recompute_s<T, H, D>(s, p, wt.b, wt.h, wt.kvh, row_lo, key0, g, t);
-                    if (needs_mask(key0, H)) mask_block<H>(s, key0, p.Sk, p.causal, row_lo, t);
-                    if (lo != 0.f) m_run[0] = m_run[1] = -INFINITY;
-                }
-                r = softmax_block<H>(s, m_run, l_run, alpha, sl2, p.slack);
-                seeded = __all_sync(0xffffffffu, m_run[0] != -INFINITY && m_run[1] != -INFINITY);
-                return r;
-            };
-            auto issue_s_half = [&](float(&s)[H / 2], uint64_t dk, int hh) {
-#pragma unroll
-                for (int kk = 0; kk < D / 16; ++kk) {
-                    const uint32_t a_off = (kk / 4) * C::BM * ROW_BYTES + (kk % 4) * 32;
-                    const uint32_t b_off = (kk / 4) * BN * ROW_BYTES + (kk % 4) * 32 + hh * H * ROW_BYTES;
-                    wgmma<T, H>::ss(s, dq + (a_off >> 4), dk + (b_off >> 4), kk > 0);
-                }
-            };
-            auto issue_pv_half = [&](const uint32_t(&ph)[H / 16][4], uint64_t dv, int hh) {
-#pragma unroll
-                for (int kk = 0; kk < H / 16; ++kk)
-                    wgmma<T, D>::rs(o, ph[kk], dv + (((hh * H / 16 + kk) * 2 * ATOM_BYTES) >> 4));
-            };
-            if (ks < w.n_kv) seed_first(ks);
-            for (int j = ks; j < w.n_kv; j += C::SPLIT) {
-                const int ij = it + j;
-                mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
-                const uint64_t dk = desc_k(ij);
-                wgmma_fence();
-                issue_s_half(sa, dk, 0);
-                wgmma_commit();
-                issue_s_half(sb, dk, 1);
-                wgmma_commit();
-                wgmma_wait<1>();
-                fence_regs(sa);
-                int r = half_softmax(sa, j * BN);
-                lo = 0.f;
-                if (r) rescale_o<D>(o, alpha);
-                pack_p<T, H>(sa, pa);
-                mbar_wait(bar_full_v + 8 * (ij % STAGES), parity(ij));
-                fence_regs(o);
-                fence_regs(pa);
-                wgmma_fence();
-                issue_pv_half(pa, desc_v(ij), 0);
-                wgmma_commit();
-                wgmma_wait<1>();  // S of the second half is complete; the first half's P V may run
-                fence_regs(sb);
-                release_k(ij);
-                r = half_softmax(sb, j * BN + H);
-                if (r) {
-                    wgmma_wait<0>();
-                    fence_regs(o);
-                    rescale_o<D>(o, alpha);
-                }
-                pack_p<T, H>(sb, pb);
-                fence_regs(pb);
-                wgmma_fence();
-                issue_pv_half(pb, desc_v(ij), 1);  // recomputed: one register fewer across the softmax
-                wgmma_commit();
-                wgmma_wait<0>();
-                fence_regs(o);
-                release_v(ij);
-            }
-        } else if constexpr (!C::OVERLAP) {
+        if constexpr (!C::OVERLAP) {
             if (ks < w.n_kv) seed_first(ks);
             for (int j = ks; j < w.n_kv; j += C::SPLIT) {
                 const int ij = it + j;
@@ -1977,12 +1891,10 @@ static int launch_cfg(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 // overlapped): with 64 accumulator registers for O, four consumers' 112
 // registers spill, and two CTAs' merge areas do not fit an SM.
 // EARLY64: tile_cfg's EARLY at D = 64 (the D = 128 geometry was not timed with it).
-template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, int SCHED = SCHED_ALL,
-          bool HALVES64 = false>
+template <int NC, int SPLIT, int MINB, int BN64, int ST64, bool OV64, bool EARLY64, int SCHED = SCHED_ALL>
 static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
 {
-    return launch_head_dim<
-        tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64, HALVES64>,
+    return launch_head_dim<tile_cfg<64, NC, BN64, ST64, OV64, false, false, false, true, false, SPLIT, MINB, EARLY64>,
                            tile_cfg<128, 2, 128, 2, true, false, false, false, true, false, 2, 1>, SCHED>(a, s, err);
 }
 
@@ -2068,7 +1980,6 @@ static int launch_split(const ab_attn_args *a, cudaStream_t s, ab_error *err)
     X("m64_kv2_x2_exact", 2, 2, 2, 64, 4, false, true, SCHED_EXACT_MAX)       \
     X("m64_kv2_x2_maxfirst", 2, 2, 2, 64, 4, false, true, SCHED_MAX_FIRST)    \
     X("m64_kv2_x2_noseed", 2, 2, 2, 64, 4, false, true, SCHED_NO_SEED)        \
-    X("m64_kv2_x2_halves", 2, 2, 2, 64, 4, false, true, SCHED_ALL, true)      \
     X("m64_kv2_late", 2, 2, 1, 128, 4, true, false)                           \
     X("m64_kv2_x2_late", 2, 2, 2, 64, 4, false, false)
 #else
