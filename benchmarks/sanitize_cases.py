@@ -19,12 +19,15 @@ CASES = [(1, 1, 2, 2), (17, 17, 2, 2), (300, 300, 72, 8), (65, 130, 4, 2), (130,
 # Keys 30x larger from key 300 and 90x from key 500 (the last case): a later block's exp2 overflows
 # against wgmma's running max, so its rare path recomputes S from global memory (softmax_stale).
 STEPS = (130, 700, 4, 2)
+# The first 128 keys' scores about 160 log2 units below the rest: wgmma's first blocks, taken against a
+# running max of 0 (seed_first), underflow, so they too recompute S and go max first.
+DEEP = (150, 400, 4, 2)
 
 
 def main():
     # "impl" or "impl@config", comma-separated; default: every kernel in its default config
     names = sys.argv[1].split(",") if len(sys.argv) > 1 else [k["name"] for k in attnbench.kernels()]
-    cases = CASES[: int(sys.argv[2])] if len(sys.argv) > 2 else CASES + [STEPS]  # fewer for slow tools
+    cases = CASES[: int(sys.argv[2])] if len(sys.argv) > 2 else CASES + [STEPS, DEEP]  # fewer for slow tools
     for impl, dtype, D, causal, (Sq, Sk, Hq, Hkv) in itertools.product(
             names, (torch.float16, torch.bfloat16), (64, 128), (False, True), cases):
         g = torch.Generator(device="cuda").manual_seed(Sq * 7 + Sk)
@@ -34,6 +37,9 @@ def main():
         if (Sq, Sk, Hq, Hkv) == STEPS:
             k[:, :, 300:] *= 30
             k[:, :, 500:] *= 3
+        if (Sq, Sk, Hq, Hkv) == DEEP:
+            q[..., 0] += 6
+            k[:, :, :128, 0] -= 150 * (D / 64) ** 0.5
         name, _, config = impl.partition("@")
         # Outputs poisoned with NaN: an element the kernel does not write stays NaN and fails the asserts
         # below under every tool.  (initcheck alone cannot tell: it does not see writes by the TMA unit, so

@@ -697,13 +697,14 @@ __device__ __forceinline__ bool softmax_block(float (&sc)[BN / 2], float (&m_run
 // inputs) return 2, and the caller recomputes S and takes softmax_block.
 // Else returns whether O needs rescaling by alpha (warp-uniform).
 //
-// A warpgroup's first block, when it needs no mask, comes here too, against
-// a running max of 0 (seed_first) and with lo = 1: the fast path then also
-// asks each thread's partial sums (BN/4 keys of a row) to be at least 1, so
-// that every row's max P is at least 4/BN (fp16 P keeps its precision; l >= 1
-// as before), and rows whose max P is below 1 move m down by its binary
-// exponent, P and l scaling up by an exact power of two.  Sums below 2^-100
-// return 2 as well.  Later blocks pass lo = 0, which changes nothing.
+// A warpgroup's first block, when it needs no mask and later blocks follow,
+// comes here too, against a running max of 0 (seed_first) and with lo = 1:
+// the fast path then also asks each thread's partial sums (BN/4 keys of a
+// row) to be at least 1, so that every row's max P is at least 4/BN (fp16 P
+// keeps its precision; l >= 1 as before), and rows whose max P is below 1
+// move m down by its binary exponent, P and l scaling up by an exact power
+// of two.  Sums below 2^-100 return 2 as well.  Later blocks pass lo = 0,
+// which changes nothing.
 template <int BN>
 __device__ __forceinline__ int softmax_stale(float (&sc)[BN / 2], float (&m_run)[2], float (&l_run)[2],
                                              float (&alpha)[2], float sl2, float p_lim, float lo = 0.f)
@@ -1222,11 +1223,18 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         // zero, so a move of m costs only the rescale of P and l).  That max's
         // chain was ~300 cycles on every warpgroup's path (NOTES.md, run 77).
         // lo is 1 for that block only (cleared after its softmax, redo included).
+        // Only where the warpgroup has later blocks (n >= 2), which go by
+        // softmax_stale anyway: a row's largest P is then rarely exactly 1 (as
+        // max first makes it in the block that holds the row's max), so its
+        // rounding to T is part of the error either way.  A lone block stays max
+        // first: seeded, fp16 at Sk = 100 measured twice SDPA's max error
+        // (7.6e-4 against 3.7e-4; NOTES.md, fifteenth session), where max first
+        // matches it.
         float lo = 0.f;
-        auto seed_first = [&](int j) {
+        auto seed_first = [&](int j, int n) {
             // A vote, though the test is uniform: so the compiler knows `seeded` is
             // (else it guards the softmax's shuffles with divergent-path copies).
-            if (__all_sync(0xffffffffu, p.seed && !needs_mask(j * BN))) {
+            if (__all_sync(0xffffffffu, p.seed && n >= 2 && !needs_mask(j * BN))) {
                 m_run[0] = m_run[1] = 0.f;
                 seeded = true;
                 lo = 1.f;
@@ -1266,7 +1274,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
         };
 
         if constexpr (!C::OVERLAP) {
-            if (ks < w.n_kv) seed_first(ks);
+            seed_first(ks, n_mine(w.n_kv));
             for (int j = ks; j < w.n_kv; j += C::SPLIT) {
                 const int ij = it + j;
                 mbar_wait(bar_full_k + 8 * (ij % STAGES), parity(ij));
@@ -1343,7 +1351,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MIN_BLOCKS)
               // O is still zero: nothing to rescale.  One max-first softmax for both
               // the unseeded block and the seeded one's redo (each a copy of BN/2
               // exp2s per thread in these loops otherwise).
-              seed_first(blk(0));
+              seed_first(blk(0), n);
               if (!seeded || softmax_stale<BN>(sc, m_run, l_run, alpha, sl2, p.p_lim, lo) == 2) {
                   if (seeded) {
                       const work_tile wt = tile_again();
