@@ -18,7 +18,9 @@
 //     operands in shared memory (K-major descriptors), online softmax on the
 //     fp32 accumulators in registers (ex2 with scale*log2(e) folded in; a
 //     row's max moves only by more than a slack, and its later blocks take P
-//     against it before their own max is known: softmax_stale), P
+//     against it before their own max is known: softmax_stale; so does an
+//     unmasked first block with later blocks after it, against m = 0:
+//     seed_first), P
 //     packed to fp16/bf16 in registers, where the accumulator layout already
 //     is the A-fragment layout, and O += P V by wgmma with A from registers and
 //     V from shared memory (an N-major descriptor, so V needs no transpose).
@@ -93,6 +95,9 @@
 // 4x8x512x64 non-causal, 4-9% slower causal and at 1x8, the kernel 1,856 ->
 // 3,440 instructions), and the plain loop's max-first softmax written once
 // for the first blocks and the rare redo (104 instructions fewer: level).
+// Fifteenth session (run 82): the plain loop by 64-key block halves, both
+// halves' S GEMMs issued together, each half's P V under the other's softmax
+// (HALVES, code in commit 33f942d: 5% slower on every short case).
 //
 // Build check (no GPU needed):
 //   nvcc -c kernels/wgmma.cu -o /tmp/w.o -std=c++17 -O3 --use_fast_math -Ikernels \
