@@ -261,8 +261,8 @@ def test_wgmma_split_grid_past_65535_batches(config, causal):
 # later keys as drawn, so a row's first max is far below, far above, or past the exp2 range of its later
 # blocks (on the H200 at D=64, every row's first-block max lands in its range: NOTES.md, fourteenth session).
 # A warpgroup's unmasked first block, when later blocks follow (Sk = 1100 here), is taken against a running
-# max of 0 before its own max is known (seed_first), so these are its paths too: P's row max moved up to 1 (low), down by a power of two (mid),
-# or S recomputed and taken max first (high, deep):
+# max of 0 before its own max is known (seed_first), so these are its paths too: P's row max moved up to 1
+# (low), down by a power of two (mid), or S recomputed and taken max first (high, deep):
 # - "low_start": scores there about 11 log2 units below 0;
 # - "mid_start": keys 10x larger there, maxima of some 20-50 log2 units;
 # - "high_start": keys 40x larger there, maxima past 64 log2 units (exp2 past 2^64);
